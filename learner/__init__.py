@@ -1,0 +1,1 @@
+"""The learner: feedback → datasets → reward model → policy optimisation → gates → registry."""
