@@ -1,0 +1,1 @@
+"""The gateway: OpenAI-compatible serving through vLLM, feedback capture, live policy management."""

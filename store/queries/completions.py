@@ -1,0 +1,60 @@
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.enums import CompletionStatus
+from store.models import Completion, CompletionChoice
+
+
+@dataclass
+class ChoiceRecord:
+    index: int
+    text: str = ""
+    finish_reason: str | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass
+class CompletionRecord:
+    """Everything stored about one served chat request; built by the gateway, written in one transaction."""
+
+    id: str
+    api_key_id: int
+    policy_version_id: int
+    messages: list
+    params: dict
+    stream: bool = False
+    end_user: str | None = None
+    status: CompletionStatus = CompletionStatus.COMPLETE
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float | None = None
+    choices: list[ChoiceRecord] = field(default_factory=list)
+
+
+def add_completion(session: AsyncSession, record: CompletionRecord) -> Completion:
+    completion = Completion(
+        id=record.id,
+        api_key_id=record.api_key_id,
+        policy_version_id=record.policy_version_id,
+        end_user=record.end_user,
+        messages=record.messages,
+        params=record.params,
+        stream=record.stream,
+        status=CompletionStatus(record.status).value,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        latency_ms=record.latency_ms,
+        choices=[
+            CompletionChoice(
+                index=c.index, text=c.text, finish_reason=c.finish_reason, completion_tokens=c.completion_tokens
+            )
+            for c in record.choices
+        ],
+    )
+    session.add(completion)
+    return completion
+
+
+async def get_completion(session: AsyncSession, completion_id: str) -> Completion | None:
+    return await session.get(Completion, completion_id)
