@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     rate_limit_burst: int = 100
     retry_after_s: int = 2
     key_cache_ttl_s: float = 5.0
+    feedback_reasons: list[str] = ["incorrect", "unhelpful", "unsafe", "too_long", "too_short", "formatting", "other"]
 
     # Policy registry reconciliation.
     policy_poll_s: float = 2.0

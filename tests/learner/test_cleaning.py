@@ -1,6 +1,6 @@
 """The cleaning rules, property-tested over generated feedback (a few users judging a few items)."""
 
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -8,19 +8,24 @@ from hypothesis import strategies as st
 
 from learner.data.cleaning import (
     CleaningConfig,
+    CleaningReport,
+    cap_per_user_per_day,
     clean_feedback,
     clean_judgements,
     clean_prompts,
     dedupe_latest,
+    drop_excluded_users,
+    drop_invalid,
+    settle_conflicts,
 )
 from learner.data.records import Correction, LoggedPrompt, RankingRecord, Thumb, Vote, normalize_messages
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PROMPT = normalize_messages([{"role": "user", "content": "hi"}])
 
-users = st.integers(0, 4)
-# Minutes over three days, so daily caps and "latest" both get exercised.
-moments = st.integers(0, 3 * 24 * 60).map(lambda minutes: T0 + timedelta(minutes=minutes))
+users = st.integers(0, 3)
+# Minutes over two days, so daily caps and "latest" both get exercised.
+moments = st.integers(0, 2 * 24 * 60).map(lambda minutes: T0 + timedelta(minutes=minutes))
 items = st.sampled_from(["c0", "c1", "c2"])
 short_texts = st.sampled_from(["", "yes", "no", "maybe", "yes "])
 
@@ -52,7 +57,9 @@ def votes(draw):
 @st.composite
 def rankings(draw):
     created, updated = draw(times())
-    order = tuple(draw(st.lists(st.integers(0, 3), min_size=0, max_size=4)))
+    # Mostly proper rankings (a permutation of 2-3 of the 3 choices), sometimes malformed ones.
+    proper = st.permutations(range(3)).flatmap(lambda p: st.integers(2, 3).map(lambda k: tuple(p[:k])))
+    order = draw(st.one_of(proper, proper, proper, st.lists(st.integers(0, 3), max_size=4).map(tuple)))
     texts = tuple((i, f"answer {i}") for i in range(3))
     return RankingRecord(draw(users), PROMPT, created, updated, draw(items), order, texts)
 
@@ -128,7 +135,7 @@ def test_ties_never_paired_both_bad_gives_negatives(js, config):
                 and v.text_a.strip() and v.text_b.strip()]
     assert len(vote_pairs) == len(decisive)  # ties and both_bad add no pair
     both_bad_sides = sum(bool(v.text_a.strip()) + bool(v.text_b.strip()) for v in kept_votes if v.winner == "both_bad")
-    decisive_sides = sum(bool(v.text_a.strip()) + bool(v.text_b.strip()) for v in kept_votes if v.winner in "ab")
+    decisive_sides = sum(bool(v.text_a.strip()) + bool(v.text_b.strip()) for v in kept_votes if v.winner in ("a", "b"))
     vote_examples = [u for u in result.unpaired if u.source == "vote"]
     assert len(vote_examples) == both_bad_sides + decisive_sides  # ties add no unpaired example
     assert all(p.chosen.strip() != p.rejected.strip() for p in result.preference)
@@ -136,11 +143,26 @@ def test_ties_never_paired_both_bad_gives_negatives(js, config):
 
 @given(judgements, configs)
 def test_settled_items_hold_a_majority_verdict(js, config):
-    kept, report = clean_judgements(js, config)
-    # Non-correction items end up with one judgement each, whatever the number of users.
+    contested = drop_invalid(js)[0]
+    contested = drop_excluded_users(contested, config.excluded_users)[0]
+    contested = cap_per_user_per_day(dedupe_latest(contested)[0], config.max_per_user_per_day)[0]
+    kept, _ = settle_conflicts(contested, config.conflicts)
+    verdicts = defaultdict(Counter)
+    for j in contested:
+        if not isinstance(j, Correction):
+            verdicts[j.item_key][j.verdict] += 1
+    # Each non-correction item keeps at most one judgement, holding a strict majority (all, for "drop").
     item_keys = [j.item_key for j in kept if not isinstance(j, Correction)]
     assert len(item_keys) == len(set(item_keys))
-    rate = report.agreement["rate"]
+    for j in kept:
+        if isinstance(j, Correction):
+            continue
+        votes = verdicts[j.item_key]
+        assert votes[j.verdict] * 2 > votes.total()
+        if config.conflicts == "drop":
+            assert len(votes) == 1
+    assert [j for j in contested if isinstance(j, Correction)] == [j for j in kept if isinstance(j, Correction)]
+    rate = clean_judgements(js, config)[1].agreement["rate"]
     assert rate is None or 0.0 <= rate <= 1.0
 
 
@@ -196,8 +218,6 @@ def test_prompts_are_distinct_and_counted(logged, excluded):
     prompts = [
         LoggedPrompt(user, normalize_messages([{"role": "user", "content": text}]), T0) for user, text in logged
     ]
-    from learner.data.cleaning import CleaningReport
-
     report = CleaningReport()
     out = clean_prompts(prompts, CleaningConfig(excluded_users=excluded), report)
     assert len(out) == len({repr(p) for p in out})

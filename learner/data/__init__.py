@@ -1,0 +1,1 @@
+"""Feedback → training data: records, cleaning rules, pair derivation, DB snapshots, JSONL export."""
