@@ -34,7 +34,7 @@ migrate: install
 	$(PY) -m store.migrate upgrade
 
 run: install demo-model migrate
-	MODEL_PATH=$(DEMO_MODEL) $(VENV)/bin/python -m flywheel_run
+	MODEL_PATH=$(DEMO_MODEL) $(PY) scripts/run_all.py
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """Learner bookkeeping: the training lease and training runs. Callers own the transaction."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -11,6 +11,11 @@ from store.models import LearnerLease, TrainingRun, TrainingRunStatus
 
 DEFAULT_LEASE = "learner"
 FINISHED = (TrainingRunStatus.SUCCEEDED, TrainingRunStatus.FAILED, TrainingRunStatus.REJECTED, TrainingRunStatus.SKIPPED)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; watermarks are always UTC, so say so (comparisons need it)."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 # --- lease -------------------------------------------------------------------------------------
@@ -93,23 +98,23 @@ async def recent_runs(session: AsyncSession, limit: int = 20) -> list[TrainingRu
 
 async def last_trained_watermark(session: AsyncSession) -> datetime | None:
     """Where the next cycle's data starts: data is consumed only by a run whose candidate passed the gates."""
-    return await session.scalar(
+    return _aware(await session.scalar(
         select(TrainingRun.watermark_to)
         .where(TrainingRun.status == TrainingRunStatus.SUCCEEDED, TrainingRun.watermark_to.is_not(None))
         .order_by(TrainingRun.watermark_to.desc())
         .limit(1)
-    )
+    ))
 
 
 async def last_seen_watermark(session: AsyncSession) -> datetime | None:
     """The newest data any finished run looked at: the scheduler's early trigger counts from here, so a
     rejected or failed cycle is not retried every poll until genuinely new feedback arrives."""
-    return await session.scalar(
+    return _aware(await session.scalar(
         select(TrainingRun.watermark_to)
         .where(TrainingRun.status.in_([s.value for s in FINISHED]), TrainingRun.watermark_to.is_not(None))
         .order_by(TrainingRun.watermark_to.desc())
         .limit(1)
-    )
+    ))
 
 
 async def fail_abandoned_runs(session: AsyncSession, reason: str = "abandoned: the learner stopped mid-run") -> int:
