@@ -12,11 +12,12 @@ from gateway.clients.vllm import VLLMClient
 from gateway.errors import install_error_handlers
 from gateway.metrics import Metrics
 from gateway.middleware import BodyLimitAndMetrics
-from gateway.policy import PolicyManager
+from gateway.policy import PolicyManager, RolloutSettings
 from gateway.services.auth import KeyCache
 from gateway.services.background import BackgroundWrites
 from gateway.services.chat import ChatService
 from gateway.services.ratelimit import RateLimiter
+from gateway.services.rollout import RolloutPolicy, judge_canaries
 from gateway.settings import Settings
 from gateway.vllm_process import LocalVLLM, vllm_command
 from store.engine import create_engine, create_sessionmaker
@@ -75,13 +76,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             local.start()
             urls = [local.url]
         client = VLLMClient(urls, settings.upstream_timeout_s)
-        policies = PolicyManager(sessionmaker, client, model_path=settings.model_path, poll_s=settings.policy_poll_s)
+        rollout = RolloutSettings(settings.canary_share, settings.auto_canary, settings.drain_timeout_s)
+        policies = PolicyManager(
+            sessionmaker, client, model_path=settings.model_path, poll_s=settings.policy_poll_s, rollout=rollout
+        )
+        rollout_policy = RolloutPolicy(min_votes=settings.canary_min_votes, min_thumbs=settings.canary_min_thumbs)
         background = BackgroundWrites()
         state = app.state
         state.settings, state.engine, state.sessionmaker, state.vllm, state.local_vllm = (
             settings, engine, sessionmaker, client, local
         )
         state.policies, state.background, state.metrics = policies, background, metrics
+        state.rollout_policy = rollout_policy
         state.key_cache = KeyCache(sessionmaker, settings.key_cache_ttl_s)
         state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         state.chat = ChatService(sessionmaker, client, policies, metrics, background, settings.retry_after_s)
@@ -89,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(_watch_replicas(client, policies, settings.vllm_health_interval_s)),
             asyncio.create_task(policies.run()),
         ]
+        if settings.auto_decide:
+            tasks.append(asyncio.create_task(judge_canaries(policies, sessionmaker, rollout_policy, settings.rollout_interval_s)))
         if local is not None:
             tasks.append(asyncio.create_task(local.supervise()))
         try:

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = 5.0
     feedback_reasons: list[str] = ["incorrect", "unhelpful", "unsafe", "too_long", "too_short", "formatting", "other"]
 
-    # Policy registry reconciliation.
+    # Policy registry reconciliation and rollout.
     policy_poll_s: float = 2.0
+    canary_share: float = Field(0.2, ge=0, le=1)  # of chat traffic on the `policy` alias
+    canary_ab_share: float = Field(1.0, ge=0, le=1)  # of A/B comparisons that pit the canary against the champion
+    auto_canary: bool = True  # new LoRA candidates go live as canary by themselves
+    auto_decide: bool = True  # promote / roll back canaries on evidence
+    canary_min_votes: int = 20
+    canary_min_thumbs: int = 20
+    rollout_interval_s: float = 5.0
+    drain_timeout_s: float = 120.0
     artifacts_dir: str = "./artifacts"

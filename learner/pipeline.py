@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
@@ -222,23 +223,29 @@ async def _train_and_register(sessionmaker, settings: LearnerSettings, run_id: i
         return CycleOutcome(TrainingRunStatus.SKIPPED.value, run_id=run_id)
 
     # 2. Reward model (from preference pairs), then the policy, both starting from the champion.
+    timings: dict[str, float] = {}
     rm_dir, rm_metrics = None, {}
     if len(data.preference) >= 2:
+        started = time.perf_counter()
         rm = await asyncio.to_thread(RewardModelTrainer().train, TrainJob(policy, data, work / "reward", settings))
-        rm_dir, rm_metrics = rm.output_dir, rm.metrics
+        rm_dir, rm_metrics, timings["reward_model_s"] = rm.output_dir, rm.metrics, time.perf_counter() - started
     log.info("stage=train run_id=%d algorithm=%s champion=%s", run_id, algorithm, policy.path)
     job = TrainJob(policy, data, work / algorithm, settings, reward_model_dir=rm_dir)
+    started = time.perf_counter()
     result = await asyncio.to_thread(ALGORITHMS[algorithm]().train, job)
+    timings["train_s"] = time.perf_counter() - started
 
     # 3. Gates on held-out prompts.
     base_model = policy.model_dir if result.kind == "lora" else (policy.base_model or policy.path)
     candidate = PolicySource(result.kind, result.output_dir, policy.model_dir if result.kind == "lora" else None)
+    started = time.perf_counter()
     passed, reasons, gate_metrics = await asyncio.to_thread(
         evaluate, candidate, policy, held_out, reward_model_dir=rm_dir,
         rm_accuracy=rm_metrics.get("rm_heldout_accuracy"), losses=result.losses, gates=Gates.from_settings(settings),
         seed=settings.seed)
+    timings["gates_s"] = time.perf_counter() - started
     gate_metrics["eval_prompts_source"] = held_out_source
-    metrics = json_safe({**gate_metrics, "reward_model": rm_metrics, "train": result.metrics,
+    metrics = json_safe({**gate_metrics, "reward_model": rm_metrics, "train": result.metrics, "timings": timings,
                          "watermark": {"from": since, "to": until}, "counts": counts, "algorithm": algorithm})
 
     # 4. Artifact (atomic), then the registry and the run in one transaction.
@@ -271,6 +278,7 @@ async def _train_and_register(sessionmaker, settings: LearnerSettings, run_id: i
 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every poll at INFO
 
 
 def settings_from_args(args) -> LearnerSettings:

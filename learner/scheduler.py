@@ -23,8 +23,8 @@ async def count_new_feedback(session: AsyncSession, since: datetime | None) -> i
     """New feedback items after `since`: the one place the scheduler asks learner/data for a count."""
     from learner.data import snapshot as data_snapshot
 
-    if hasattr(data_snapshot, "count_new_items"):
-        return await data_snapshot.count_new_items(session, since)
+    if hasattr(data_snapshot, "count_new_feedback"):
+        return await data_snapshot.count_new_feedback(session, since)
     from store.base import utcnow
 
     return (await data_snapshot.build_snapshot(session, since, utcnow())).new_items

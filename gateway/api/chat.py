@@ -2,6 +2,7 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from gateway.deps import CallerDep
 from gateway.protocol import ChatCompletionRequest
@@ -21,7 +22,10 @@ async def chat_completions(req: ChatCompletionRequest, caller: CallerDep, reques
             "X-Completion-Id": stream.completion_id,
             "Cache-Control": "no-cache",
         }
-        return StreamingResponse(stream.chunks, media_type="text/event-stream", headers=headers)
+        # The slot is released when the stream ends; the background task covers a body that never started.
+        return StreamingResponse(
+            stream.chunks, media_type="text/event-stream", headers=headers, background=BackgroundTask(stream.slot.release)
+        )
     result = await service.complete(caller, req, started)
     headers = {"X-Policy-Version": result.policy.name, "X-Gateway-Overhead-Ms": f"{result.overhead_ms:.2f}"}
     return JSONResponse(result.body, headers=headers)

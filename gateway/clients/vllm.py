@@ -7,6 +7,7 @@ and a replica that refuses a connection is marked down and the request is retrie
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ _CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtoco
 class VLLMClient:
     def __init__(self, urls: list[str], timeout_s: float = 600.0):
         self.replicas = [Replica(url.rstrip("/")) for url in urls]
+        # Requests in flight per served model name: an adapter is only unloaded once nothing uses it.
+        self.inflight_by_model: Counter[str] = Counter()
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=2000, max_keepalive_connections=512),
@@ -112,6 +115,7 @@ class VLLMClient:
         while True:
             replica = self._pick(payload["model"], tried)
             replica.inflight += 1
+            self.inflight_by_model[payload["model"]] += 1
             try:
                 response = await self._http.post(
                     f"{replica.url}/v1/chat/completions", json=self._for_replica(payload, replica)
@@ -122,6 +126,7 @@ class VLLMClient:
                 continue
             finally:
                 replica.inflight -= 1
+                self.inflight_by_model[payload["model"]] -= 1
             if response.is_success:
                 return response.json()
             raise UpstreamError(response.status_code, _body(response.content))
@@ -143,12 +148,14 @@ class VLLMClient:
                 continue
             break
         replica.inflight += 1
+        self.inflight_by_model[payload["model"]] += 1
         try:
             if not response.is_success:
                 raise UpstreamError(response.status_code, _body(await response.aread()))
             yield response.aiter_lines()
         finally:
             replica.inflight -= 1
+            self.inflight_by_model[payload["model"]] -= 1
             await response.aclose()
 
     # ---- policy management (LoRA adapters, weights) -------------------------------------------
@@ -168,7 +175,7 @@ class VLLMClient:
     async def reset_prefix_cache(self, replica: Replica) -> None:
         await self._post(replica, "/reset_prefix_cache", None)
 
-    async def pause(self, replica: Replica, mode: str = "keep") -> None:
+    async def pause(self, replica: Replica, mode: str = "wait") -> None:
         await self._post(replica, f"/pause?mode={mode}", None)
 
     async def resume(self, replica: Replica) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.clients.vllm import UpstreamError, UpstreamUnavailable, VLLMClient
 from gateway.errors import ApiError
 from gateway.metrics import Metrics
-from gateway.policy import LivePolicy, PolicyManager
+from gateway.policy import LivePolicy, PolicyManager, Slot
 from gateway.protocol import ChatCompletionRequest
 from gateway.services.auth import Caller
 from gateway.services.background import BackgroundWrites
@@ -40,6 +40,7 @@ class ChatStream:
     completion_id: str
     chunks: AsyncIterator[bytes]
     overhead_ms: float
+    slot: Slot  # released when the stream ends; the router also releases it if the body never starts
 
 
 class ChatService:
@@ -103,13 +104,16 @@ class ChatService:
     async def complete(
         self, caller: Caller, req: ChatCompletionRequest, started: float, policy: LivePolicy | None = None
     ) -> ChatResult:
-        policy = policy or self._policies.resolve(req.model)
+        slot = await self._policies.acquire(policy.name if policy else req.model)
+        policy = slot.live
         cid = new_completion_id()
         upstream_started = time.perf_counter()
         try:
             body = await self._client.chat(self._upstream_payload(req, policy))
         except (UpstreamUnavailable, UpstreamError, httpx.HTTPError) as exc:
             raise self._translate(exc) from exc
+        finally:
+            slot.release()
         upstream_s = time.perf_counter() - upstream_started
         usage = body.get("usage") or {}
         record = self._record(caller, req, policy, cid)
@@ -133,18 +137,25 @@ class ChatService:
     # ---- streaming --------------------------------------------------------------------------
     async def open_stream(self, caller: Caller, req: ChatCompletionRequest, started: float) -> ChatStream:
         """Open the upstream stream first, so that errors before the first token are proper HTTP errors."""
-        policy = self._policies.resolve(req.model)
+        slot = await self._policies.acquire(req.model)
+        policy = slot.live
         cid = new_completion_id()
         upstream = self._client.stream_chat(self._upstream_payload(req, policy))
         try:
             lines = await upstream.__aenter__()
         except (UpstreamUnavailable, UpstreamError, httpx.HTTPError) as exc:
+            slot.release()
             raise self._translate(exc) from exc
+        except BaseException:
+            slot.release()
+            raise
         overhead_ms = (time.perf_counter() - started) * 1000
         record = self._record(caller, req, policy, cid)
-        return ChatStream(policy, cid, self._relay(req, policy, record, upstream, lines, started), overhead_ms)
+        chunks = self._relay(req, slot, record, upstream, lines, started)
+        return ChatStream(policy, cid, chunks, overhead_ms, slot)
 
-    async def _relay(self, req, policy: LivePolicy, record: CompletionRecord, upstream, lines, started: float):
+    async def _relay(self, req, slot: Slot, record: CompletionRecord, upstream, lines, started: float):
+        policy = slot.live
         texts: dict[int, list[str]] = {}
         finish: dict[int, str | None] = {}
         status = CompletionStatus.CLIENT_DISCONNECTED
@@ -195,6 +206,7 @@ class ChatService:
                 record.choices[0].completion_tokens = record.completion_tokens
             record.status = status
             record.latency_ms = (time.perf_counter() - started) * 1000
+            slot.release()
             self._background.spawn(self._finish_stream(upstream, record, policy))
 
     async def _finish_stream(self, upstream, record: CompletionRecord, policy: LivePolicy) -> None:

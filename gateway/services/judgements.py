@@ -1,6 +1,9 @@
 """What every judgement endpoint shares: who may judge what, and committing an upsert safely."""
 
+import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +15,19 @@ from store.enums import Role
 from store.queries.feedback import CompletionFacts, completion_facts
 
 T = TypeVar("T")
+_sqlite_write_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def write_lock(session: AsyncSession):
+    """SQLite has one writer at a time, and a blocked writer waits in sleep-and-retry steps (milliseconds each).
+    Queueing this process's writers on an asyncio lock instead hands the lock over without those sleeps."""
+    engine = session.get_bind()
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    lock = _sqlite_write_locks.get(engine)
+    if lock is None:
+        lock = _sqlite_write_locks[engine] = asyncio.Lock()
+    return lock
 
 
 def may_judge(caller: Caller, owner_key_id: int) -> bool:
@@ -35,8 +51,9 @@ async def commit_upsert(session: AsyncSession, write: Callable[[], Awaitable[T]]
     """
     for attempt in range(attempts):
         try:
-            result = await write()
-            await session.commit()
+            async with write_lock(session):
+                result = await write()
+                await session.commit()
             return result
         except IntegrityError:
             await session.rollback()

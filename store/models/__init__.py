@@ -16,3 +16,6 @@ from store.models.ranking import Ranking
 __all__ = ["ApiKey", "Base", "Completion", "CompletionChoice", "PolicyVersion"]
 __all__ += ["LearnerLease", "TrainingRun", "TrainingRunStatus"]
 __all__ += ["Comparison", "ComparisonVote", "Feedback", "FeedbackEvent", "Ranking", "Rating", "Winner"]
+from store.models.policy_event import PolicyEvent
+
+__all__ += ["PolicyEvent"]

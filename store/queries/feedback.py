@@ -4,6 +4,7 @@ Writes are single INSERT .. ON CONFLICT DO UPDATE statements on the tables' uniq
 duplicate posts end as one row on SQLite and PostgreSQL alike, whoever commits first.
 """
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,46 +33,77 @@ class StoredJudgement:
     updated_at: datetime
 
 
+async def completion_facts_many(session: AsyncSession, completion_ids: Iterable[str]) -> dict[str, CompletionFacts]:
+    ids = sorted(set(completion_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Completion.id, Completion.api_key_id, Completion.policy_version_id, func.count(CompletionChoice.id))
+        .outerjoin(CompletionChoice, CompletionChoice.completion_id == Completion.id)
+        .where(Completion.id.in_(ids))
+        .group_by(Completion.id, Completion.api_key_id, Completion.policy_version_id)
+    )
+    return {row[0]: CompletionFacts(*row) for row in rows}
+
+
 async def completion_facts(session: AsyncSession, completion_id: str) -> CompletionFacts | None:
-    row = (
-        await session.execute(
-            select(Completion.api_key_id, Completion.policy_version_id, func.count(CompletionChoice.id))
-            .outerjoin(CompletionChoice, CompletionChoice.completion_id == Completion.id)
-            .where(Completion.id == completion_id)
-            .group_by(Completion.id, Completion.api_key_id, Completion.policy_version_id)
-        )
-    ).first()
-    return CompletionFacts(completion_id, row[0], row[1], row[2]) if row else None
+    return (await completion_facts_many(session, [completion_id])).get(completion_id)
 
 
-async def upsert_feedback(
-    session: AsyncSession,
-    *,
-    api_key_id: int,
-    completion_id: str,
-    choice_index: int,
-    rating: str,
-    reasons: list[str],
-    comment: str | None,
-    correction: str | None,
-    now: datetime | None = None,
-) -> StoredJudgement:
-    """Create or replace the caller's verdict on one choice, and append the post to its history."""
+@dataclass(frozen=True)
+class FeedbackWrite:
+    api_key_id: int
+    completion_id: str
+    choice_index: int
+    rating: str
+    reasons: list[str]
+    comment: str | None = None
+    correction: str | None = None
+
+    @property
+    def key(self) -> tuple[int, str, int]:
+        return (self.api_key_id, self.completion_id, self.choice_index)
+
+    def content(self) -> dict:
+        return {"rating": self.rating, "reasons": self.reasons, "comment": self.comment, "correction": self.correction}
+
+
+async def upsert_feedback_many(
+    session: AsyncSession, writes: Sequence[FeedbackWrite], now: datetime | None = None
+) -> list[StoredJudgement]:
+    """Create or replace each verdict and append each post to its history: two statements in all.
+
+    Keys must be distinct within one call: one INSERT .. ON CONFLICT cannot update a row twice.
+    """
+    if not writes:
+        return []
     now = now or utcnow()
-    content = {"rating": rating, "reasons": reasons, "comment": comment, "correction": correction}
     insert = dialect_insert(session)
     stmt = insert(Feedback).values(
-        api_key_id=api_key_id, completion_id=completion_id, choice_index=choice_index,
-        created_at=now, updated_at=now, **content,
+        [{"api_key_id": w.api_key_id, "completion_id": w.completion_id, "choice_index": w.choice_index,
+          "created_at": now, "updated_at": now, **w.content()} for w in writes]
     )  # fmt: skip
+    excluded = stmt.excluded  # built anew on every access
     # ON CONFLICT ignores Column.onupdate, so updated_at is set explicitly (the learner's window reads it).
     stmt = stmt.on_conflict_do_update(
         index_elements=[Feedback.api_key_id, Feedback.completion_id, Feedback.choice_index],
-        set_={**{name: stmt.excluded[name] for name in content}, "updated_at": stmt.excluded.updated_at},
-    ).returning(Feedback.id, Feedback.created_at, Feedback.updated_at)
-    row = (await session.execute(stmt)).one()
-    await session.execute(FeedbackEvent.__table__.insert().values(feedback_id=row.id, created_at=now, **content))
-    return StoredJudgement(row.id, row.created_at, row.updated_at)
+        set_={name: excluded[name] for name in ("rating", "reasons", "comment", "correction", "updated_at")},
+    ).returning(
+        Feedback.id, Feedback.api_key_id, Feedback.completion_id, Feedback.choice_index,
+        Feedback.created_at, Feedback.updated_at,
+    )  # fmt: skip
+    by_key = {(r.api_key_id, r.completion_id, r.choice_index): r for r in await session.execute(stmt)}
+    stored = [StoredJudgement(by_key[w.key].id, by_key[w.key].created_at, by_key[w.key].updated_at) for w in writes]
+    await session.execute(
+        FeedbackEvent.__table__.insert().values(
+            [{"feedback_id": s.id, "created_at": now, **w.content()} for s, w in zip(stored, writes, strict=True)]
+        )
+    )
+    return stored
+
+
+async def upsert_feedback(session: AsyncSession, write: FeedbackWrite, now: datetime | None = None) -> StoredJudgement:
+    return (await upsert_feedback_many(session, [write], now))[0]
 
 
 async def feedback_history(session: AsyncSession, feedback_id: int) -> list[FeedbackEvent]:

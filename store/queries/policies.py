@@ -3,7 +3,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.base import utcnow
 from store.enums import PolicyKind, PolicyStatus
-from store.models import PolicyVersion
+from store.models import PolicyEvent, PolicyVersion
 
 LIVE_STATUSES = (PolicyStatus.CHAMPION, PolicyStatus.CANARY)
 
@@ -70,3 +70,51 @@ async def set_status(
         version.retired_at = utcnow()
     await session.flush()
     return version
+
+
+async def record_event(
+    session: AsyncSession,
+    version: PolicyVersion,
+    action: str,
+    to_status: PolicyStatus | str,
+    *,
+    reason: str = "",
+    actor: str = "auto",
+    evidence: dict | None = None,
+) -> PolicyEvent:
+    """Change a version's status and record why, in the caller's transaction."""
+    event = PolicyEvent(
+        policy_version_id=version.id,
+        action=action,
+        from_status=version.status,
+        to_status=PolicyStatus(to_status).value,
+        reason=reason,
+        actor=actor,
+        evidence=evidence or {},
+    )
+    session.add(event)
+    await set_status(session, version, to_status, reason or None)
+    return event
+
+
+async def events_for(session: AsyncSession, version_ids: list[int]) -> list[PolicyEvent]:
+    if not version_ids:
+        return []
+    rows = await session.scalars(
+        select(PolicyEvent).where(PolicyEvent.policy_version_id.in_(version_ids)).order_by(PolicyEvent.id)
+    )
+    return list(rows)
+
+
+async def previous_champion(session: AsyncSession, current: PolicyVersion) -> PolicyVersion | None:
+    """The retired version that was champion most recently before `current` (the rollback target)."""
+    return await session.scalar(
+        select(PolicyVersion)
+        .where(
+            PolicyVersion.status == PolicyStatus.RETIRED,
+            PolicyVersion.promoted_at.is_not(None),
+            PolicyVersion.id != current.id,
+        )
+        .order_by(PolicyVersion.promoted_at.desc(), PolicyVersion.id.desc())
+        .limit(1)
+    )

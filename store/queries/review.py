@@ -47,6 +47,7 @@ async def list_feedback(session: AsyncSession, f: FeedbackFilter, *, before_id: 
             Feedback.created_at, Feedback.updated_at, PolicyVersion.name.label("policy_version"),
             Completion.messages, CompletionChoice.text.label("response"),
         )  # fmt: skip
+        .select_from(Feedback)
         .join(Completion, Completion.id == Feedback.completion_id)
         .join(PolicyVersion, PolicyVersion.id == Completion.policy_version_id)
         .join(ApiKey, ApiKey.id == Feedback.api_key_id)
@@ -67,6 +68,7 @@ async def feedback_counts(session: AsyncSession, since: datetime | None) -> list
     """(policy_version, rating, n) over current verdicts."""
     stmt = (
         select(PolicyVersion.name.label("policy_version"), Feedback.rating, func.count().label("n"))
+        .select_from(Feedback)
         .join(Completion, Completion.id == Feedback.completion_id)
         .join(PolicyVersion, PolicyVersion.id == Completion.policy_version_id)
         .where(_feedback_where(FeedbackFilter(since=since)))
@@ -79,6 +81,7 @@ async def feedback_reasons(session: AsyncSession, since: datetime | None) -> lis
     """(policy_version, reasons) per verdict; JSON lists are counted in Python (no portable JSON unnest)."""
     stmt = (
         select(PolicyVersion.name.label("policy_version"), Feedback.reasons)
+        .select_from(Feedback)
         .join(Completion, Completion.id == Feedback.completion_id)
         .join(PolicyVersion, PolicyVersion.id == Completion.policy_version_id)
         .where(_feedback_where(FeedbackFilter(since=since)))
@@ -89,6 +92,7 @@ async def feedback_reasons(session: AsyncSession, since: datetime | None) -> lis
 async def ranking_counts(session: AsyncSession, since: datetime | None) -> list[Row]:
     stmt = (
         select(PolicyVersion.name.label("policy_version"), func.count().label("n"))
+        .select_from(Ranking)
         .join(Completion, Completion.id == Ranking.completion_id)
         .join(PolicyVersion, PolicyVersion.id == Completion.policy_version_id)
         .group_by(PolicyVersion.name)
@@ -104,6 +108,7 @@ async def vote_outcomes(session: AsyncSession, since: datetime | None) -> list[R
     policy_a, policy_b = aliased(PolicyVersion), aliased(PolicyVersion)
     stmt = (
         select(policy_a.name.label("policy_a"), policy_b.name.label("policy_b"), ComparisonVote.winner)
+        .select_from(ComparisonVote)
         .join(Comparison, Comparison.id == ComparisonVote.comparison_id)
         .join(completion_a, completion_a.id == Comparison.completion_a_id)
         .join(completion_b, completion_b.id == Comparison.completion_b_id)

@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from store.base import utcnow
 from store.engine import create_engine, create_sessionmaker
 from store.enums import PolicyStatus
 from store.migrate import upgrade
-from store.models import TrainingRunStatus
+from store.models import PolicyVersion, TrainingRunStatus
 from store.queries import learner as learner_q
 from store.queries import policies as policies_q
 
@@ -110,9 +110,7 @@ async def test_two_cycles_register_candidates_and_read_only_new_data(db, tmp_pat
     assert first.status == "succeeded", first.reasons
     assert first.algorithm == "dpo"  # pairs available → DPO
     async with db() as session:
-        version = await policies_q.by_name(session, (await learner_q.get_run(session, first.run_id)).metrics and
-                                           (await session.get(type(await policies_q.champion(session)),
-                                                              first.policy_version_id)).name)
+        version = await session.get(PolicyVersion, first.policy_version_id)
         run = await learner_q.get_run(session, first.run_id)
         champion = await policies_q.by_name(session, "base")
     assert version.status == "candidate" and version.kind == "lora" and version.parent_id == champion.id
@@ -128,8 +126,8 @@ async def test_two_cycles_register_candidates_and_read_only_new_data(db, tmp_pat
 
     # The candidate is promoted; new thumbs arrive. The next cycle sees only them, continues the LoRA champion.
     async with db() as session:
-        await policies_q.set_status(session, champion, PolicyStatus.RETIRED)
-        await policies_q.set_status(session, version, PolicyStatus.CHAMPION)
+        await policies_q.set_status(session, await session.get(PolicyVersion, champion.id), PolicyStatus.RETIRED)
+        await policies_q.set_status(session, await session.get(PolicyVersion, version.id), PolicyStatus.CHAMPION)
         await session.commit()
     log.add("unpaired", thumbs("second"))
     second = await run_cycle(db, cfg, snapshot_fn=log.snapshot)
@@ -138,7 +136,7 @@ async def test_two_cycles_register_candidates_and_read_only_new_data(db, tmp_pat
     assert log.calls[1][0] == run.watermark_to.replace(tzinfo=log.calls[1][0].tzinfo)
     async with db() as session:
         run2 = await learner_q.get_run(session, second.run_id)
-        version2 = await session.get(type(version), second.policy_version_id)
+        version2 = await session.get(PolicyVersion, second.policy_version_id)
     assert run2.counts == {**run2.counts, "preference": 0, "unpaired": 6, "prompts": 0}
     assert version2.parent_id == version.id and version2.kind == "lora"
     assert Path(version2.base_model) == Path(tiny_model_dir).resolve()
@@ -150,7 +148,7 @@ async def test_gate_failure_registers_rejected_and_does_not_consume_data(db, tmp
     outcome = await run_cycle(db, settings(tmp_path, gate_kl_max=-1.0), snapshot_fn=log.snapshot)
     assert outcome.status == "rejected"
     async with db() as session:
-        version = await session.get(type(await policies_q.champion(session)), outcome.policy_version_id)
+        version = await session.get(PolicyVersion, outcome.policy_version_id)
         assert version.status == "rejected" and "KL" in version.status_reason
         assert (await learner_q.get_run(session, outcome.run_id)).status == "rejected"
         assert await learner_q.last_trained_watermark(session) is None  # retried with the next data
@@ -212,4 +210,25 @@ async def test_failure_is_recorded_not_raised(db, tmp_path):
 
     outcome = await run_cycle(db, settings(tmp_path), snapshot_fn=broken)
     assert outcome.status == "failed" and "exploded" in outcome.reasons[0]
-    assert timedelta  # noqa: B018 (kept import used)
+
+
+async def test_scheduler_poll_triggers_a_cycle_only_past_the_threshold(db, tmp_path):
+    from learner.pipeline import CycleOutcome
+    from learner.scheduler import LearnerScheduler
+
+    counts, cycles = iter([3, 10]), []
+
+    async def count(session, since):
+        return next(counts)
+
+    async def cycle(sessionmaker, cfg):
+        cycles.append(cfg)
+        return CycleOutcome("skipped")
+
+    sched = LearnerScheduler(db, settings(tmp_path, min_new_feedback=5), count_fn=count, cycle_fn=cycle)
+    await sched.poll()
+    assert cycles == []
+    await sched.poll()
+    assert len(cycles) == 1
+    jobs = {job.id: job for job in sched.build().get_jobs()}
+    assert jobs["learner-cycle"].max_instances == 1 and jobs["learner-cycle"].coalesce

@@ -1,0 +1,273 @@
+"""Hot swap on a real vLLM: LoRA canary → champion → rollback and full-weight swaps, under load, with
+zero failed requests and exact attribution; corrupted artifacts refused; canary survives a restart."""
+
+import asyncio
+import threading
+import time
+from collections import Counter
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from store.engine import create_engine, create_sessionmaker
+from store.migrate import upgrade
+from store.models import Completion, PolicyVersion
+from store.queries import policies
+from tests.gateway_process import GatewayProcess, query
+from tests.policy_factory import make_full, make_lora
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+PROBE = {"model": "policy", "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 12, "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def swap_vllm(tiny_model_dir, tmp_path_factory):
+    """A vLLM of this module's own: weight swaps here must not leak into other tests' server."""
+    from gateway.vllm_process import LocalVLLM, vllm_command, wait_for_http
+    from tests.conftest import free_port
+
+    server = LocalVLLM(vllm_command(str(tiny_model_dir), free_port()), tmp_path_factory.mktemp("swap") / "vllm.log")
+    server.start()
+    try:
+        wait_for_http(server.url, 600, server)
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("rollout")
+
+
+@pytest.fixture(scope="module")
+def db_url(workdir):
+    url = f"sqlite+aiosqlite:///{workdir / 'flywheel.db'}"
+    upgrade(url)
+    return url
+
+
+GATEWAY_ENV = {"FLYWHEEL_CANARY_SHARE": "0.5", "FLYWHEEL_POLICY_POLL_S": "0.5", "FLYWHEEL_AUTO_DECIDE": "false"}
+
+
+@pytest.fixture(scope="module")
+def gateway(swap_vllm, db_url, workdir):
+    proc = GatewayProcess.start(db_url, ["--vllm-url", swap_vllm], workdir, env=GATEWAY_ENV)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(gateway):
+    return {"Authorization": f"Bearer {gateway.create_key('admin')}"}
+
+
+async def _register(db_url, **fields) -> int:
+    engine = create_engine(db_url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            champion = await policies.champion(session)
+            version = await policies.register(session, parent_id=champion.id, base_model=champion.base_model, **fields)
+            return version.id
+    finally:
+        await engine.dispose()
+
+
+def register(db_url, **fields) -> int:
+    return asyncio.run(_register(db_url, **fields))
+
+
+def policy_list(gateway, admin) -> dict[int, dict]:
+    items = httpx.get(f"{gateway.url}/v1/admin/policies", headers=admin, timeout=30).json()["data"]
+    return {item["id"]: item for item in items}
+
+
+def wait_status(gateway, admin, version_id, status, timeout_s=60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        item = policy_list(gateway, admin)[version_id]
+        if item["status"] == status:
+            return item
+        time.sleep(0.2)
+    raise AssertionError(f"version {version_id} never became {status}: {item}")
+
+
+def probe(gateway, key, model="policy") -> tuple[str, str]:
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions", json={**PROBE, "model": model},
+        headers={"Authorization": f"Bearer {key}"}, timeout=60,
+    )  # fmt: skip
+    response.raise_for_status()
+    return response.headers["x-policy-version"], response.json()["choices"][0]["message"]["content"]
+
+
+class Load:
+    """Concurrent clients chatting in a loop (streaming and not) while swaps happen; records everything."""
+
+    def __init__(self, gateway, key, clients=4):
+        self.gateway, self.key, self.clients = gateway, key, clients
+        self.stop_event = threading.Event()
+        self.results: list[dict] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._loop, args=(i % 2 == 0,), daemon=True) for i in range(clients)]
+
+    def _loop(self, stream: bool):
+        headers = {"Authorization": f"Bearer {self.key}"}
+        body = {"model": "policy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": stream}
+        with httpx.Client(timeout=60) as http:
+            while not self.stop_event.is_set():
+                record = {"stream": stream, "at": time.monotonic()}
+                try:
+                    if stream:
+                        with http.stream("POST", f"{self.gateway.url}/v1/chat/completions", json=body, headers=headers) as r:
+                            record["status"] = r.status_code
+                            record["header_version"] = r.headers.get("x-policy-version")
+                            record["id"] = r.headers.get("x-completion-id")
+                            lines = [line for line in r.iter_lines() if line.startswith("data:")]
+                            record["done"] = lines[-1] == "data: [DONE]" if lines else False
+                            record["errors"] = sum('"error"' in line for line in lines)
+                    else:
+                        r = http.post(f"{self.gateway.url}/v1/chat/completions", json=body, headers=headers)
+                        record["status"] = r.status_code
+                        record["header_version"] = r.headers.get("x-policy-version")
+                        if r.status_code == 200:
+                            record["id"] = r.json()["id"]
+                            record["body_version"] = r.json()["policy_version"]
+                        record["done"], record["errors"] = True, 0
+                except httpx.HTTPError as exc:
+                    record["status"], record["exception"] = None, repr(exc)
+                with self.lock:
+                    self.results.append(record)
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+    def failures(self) -> list[dict]:
+        return [r for r in self.results if r.get("status") != 200 or not r.get("done") or r.get("errors")]
+
+
+def check_attribution(gateway, results):
+    """Every response's version (header and body) is the version its stored completion names."""
+    names = {row[0].id: row[0].name for row in asyncio.run(query(gateway.db_url, select(PolicyVersion)))}
+    ids = [r["id"] for r in results]
+    deadline = time.monotonic() + 20
+    while True:
+        stored = dict(asyncio.run(query(
+            gateway.db_url, select(Completion.id, Completion.policy_version_id).where(Completion.id.in_(ids))
+        )))  # fmt: skip
+        if len(stored) == len(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(stored) == len(ids), "some served completions were not stored"
+    for r in results:
+        assert names[stored[r["id"]]] == r["header_version"]
+        if "body_version" in r:
+            assert r["body_version"] == r["header_version"]
+
+
+def test_lora_canary_promotion_and_rollback_under_load(gateway, admin, db_url, workdir, tiny_model_dir):
+    key = gateway.create_key("user", rate_limit_per_s=1e6, rate_limit_burst=10**6)
+    base_name, base_text = probe(gateway, key)
+    path, sha = make_lora(tiny_model_dir, workdir / "lora-v1", seed=1)
+
+    with Load(gateway, key) as load:
+        time.sleep(1.0)
+        version_id = register(db_url, name="lora-v1", kind="lora", artifact_path=str(path), sha256=sha, algorithm="dpo")
+        canary = wait_status(gateway, admin, version_id, "canary")
+        assert canary["serving_as"] == "canary"
+        assert [e["action"] for e in canary["events"]] == ["canary"]
+        time.sleep(2.0)  # canary takes its share of live traffic
+
+        started = time.monotonic()
+        response = httpx.post(f"{gateway.url}/v1/admin/policies/{version_id}/promote", headers=admin, timeout=60)
+        assert response.status_code == 200, response.text
+        promote_s = time.monotonic() - started
+        time.sleep(2.0)
+        after_promotion = time.monotonic()
+        time.sleep(2.0)
+
+        response = httpx.post(f"{gateway.url}/v1/admin/policies/{version_id}/rollback", headers=admin, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.json()["champion"] == base_name
+        time.sleep(2.0)
+
+    assert load.failures() == [], load.failures()[:3]
+    versions = Counter(r["header_version"] for r in load.results)
+    assert versions["lora-v1"] > 0 and versions[base_name] > 0
+    # Responses started after the promotion settled all came from the new champion.
+    settled = [r for r in load.results if after_promotion <= r["at"] < after_promotion + 1.5]
+    assert settled and {r["header_version"] for r in settled} == {"lora-v1"}
+    assert promote_s < 5
+    check_attribution(gateway, load.results)
+
+    # Greedy output: the adapter changes it, the rollback restores it.
+    httpx.post(f"{gateway.url}/v1/admin/policies/{version_id}/promote", headers=admin, timeout=60).raise_for_status()
+    name, lora_text = probe(gateway, key)
+    assert name == "lora-v1" and lora_text != base_text
+    httpx.post(f"{gateway.url}/v1/admin/policies/{version_id}/rollback", headers=admin, timeout=60).raise_for_status()
+    assert probe(gateway, key) == (base_name, base_text)
+    events = [e["action"] for e in policy_list(gateway, admin)[version_id]["events"]]
+    assert events == ["canary", "promote", "retire", "promote", "retire"]
+
+
+def test_full_weight_swap_under_load(gateway, admin, db_url, workdir):
+    key = gateway.create_key("user", rate_limit_per_s=1e6, rate_limit_burst=10**6)
+    base_name, base_text = probe(gateway, key)
+    path, sha = make_full(workdir / "full-v1", seed=5)
+    version_id = register(db_url, name="full-v1", kind="full", artifact_path=str(path), sha256=sha, algorithm="kto")
+    time.sleep(1.5)
+    assert policy_list(gateway, admin)[version_id]["status"] == "candidate"  # full weights: no canary beside the champion
+
+    with Load(gateway, key) as load:
+        time.sleep(1.0)
+        httpx.post(f"{gateway.url}/v1/admin/policies/{version_id}/promote", headers=admin, timeout=120).raise_for_status()
+        time.sleep(2.0)
+        httpx.post(f"{gateway.url}/v1/admin/policies/{version_id}/rollback", headers=admin, timeout=120).raise_for_status()
+        time.sleep(1.0)
+    assert load.failures() == [], load.failures()[:3]
+    assert {"full-v1", base_name} <= {r["header_version"] for r in load.results}
+    check_attribution(gateway, load.results)
+
+    httpx.post(f"{gateway.url}/v1/admin/policies/{version_id}/promote", headers=admin, timeout=120).raise_for_status()
+    name, full_text = probe(gateway, key)
+    assert name == "full-v1" and full_text != base_text
+    httpx.post(f"{gateway.url}/v1/admin/policies/{version_id}/rollback", headers=admin, timeout=120).raise_for_status()
+    assert probe(gateway, key) == (base_name, base_text)
+
+
+def test_corrupted_artifact_is_refused(gateway, admin, db_url, workdir, tiny_model_dir):
+    key = gateway.create_key("user")
+    before = probe(gateway, key)
+    path, sha = make_lora(tiny_model_dir, workdir / "lora-bad", seed=2)
+    (path / "adapter_model.safetensors").write_bytes(b"corrupted" * 100)
+    version_id = register(db_url, name="lora-bad", kind="lora", artifact_path=str(path), sha256=sha)
+    rejected = wait_status(gateway, admin, version_id, "rejected")
+    assert "sha256" in rejected["status_reason"]
+    assert probe(gateway, key) == before
+    response = httpx.post(f"{gateway.url}/v1/admin/policies/{version_id}/promote", headers=admin)
+    assert response.status_code == 409 and response.json()["error"]["code"] == "invalid_transition"
+
+
+def test_restart_mid_canary_keeps_champion_and_challenger(gateway, admin, db_url, workdir, tiny_model_dir, swap_vllm):
+    path, sha = make_lora(tiny_model_dir, workdir / "lora-v2", seed=3)
+    version_id = register(db_url, name="lora-v2", kind="lora", artifact_path=str(path), sha256=sha)
+    wait_status(gateway, admin, version_id, "canary")
+    before = {v["name"]: v["serving_as"] for v in policy_list(gateway, admin).values() if v["serving_as"]}
+
+    gateway.stop()
+    restarted = GatewayProcess.start(db_url, ["--vllm-url", swap_vllm], workdir, env=GATEWAY_ENV)
+    try:
+        after = {v["name"]: v["serving_as"] for v in policy_list(restarted, admin).values() if v["serving_as"]}
+        assert after == before and "lora-v2" in after
+        key = restarted.create_key("user")
+        assert probe(restarted, key, model="lora-v2")[0] == "lora-v2"
+    finally:
+        restarted.stop()
