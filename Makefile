@@ -11,7 +11,7 @@ comma := ,
 DEMO_MODEL ?= models/smollm2-135m-instruct
 PYTEST_ARGS ?=
 
-.PHONY: install run test demo-model migrate bench closed-loop lint-docker clean
+.PHONY: install run test demo-model migrate bench closed-loop clean
 
 install: $(STAMP)
 

@@ -128,6 +128,7 @@ def main() -> None:
     print(f"learner train stage:  {learner:.2f}s  (runs {[round(t, 2) for t in learner_times]})")
     print(f"other cycle stages:   {[{k: round(v, 2) for k, v in t.items() if k != 'train_s'} for t in others]}")
     print(f"ratio learner/bare:   {learner / bare:.3f}  (goal <= 1.1)")
+    print(json.dumps({"benchmark": "learner_overhead", "bare_s": bare, "learner_s": learner, "ratio": learner / bare}))
 
 
 if __name__ == "__main__":

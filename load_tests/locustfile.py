@@ -40,8 +40,9 @@ PROMPTS = [
     "What does HTTP 429 mean?",
 ]
 SYSTEM = "You are a helpful, concise assistant."
-UP_REASONS = ["helpful", "accurate", "concise", "well_written"]
-DOWN_REASONS = ["wrong", "unhelpful", "too_long", "too_short", "off_topic", "unsafe"]
+# The gateway checks reasons against its vocabulary (FLYWHEEL_FEEDBACK_REASONS; these are its defaults,
+# all about what was wrong): a thumbs-up carries none, a thumbs-down one or two.
+DOWN_REASONS = ["incorrect", "unhelpful", "unsafe", "too_long", "too_short", "formatting", "other"]
 # Time to the first streamed chunk, ms. Kept out of locust's request stats so that every entry
 # there is one real HTTP request; written to PREFIX_ttft.csv at the end when --csv is given.
 TTFT_MS: list[float] = []
@@ -81,8 +82,8 @@ def _check_host_at_start(environment, **_kwargs):
 
 @events.test_start.add_listener
 def _check_host_on_test_start(environment, **_kwargs):
-    # The web UI can change the host after init.
-    if not host_is_loopback(environment.host):
+    # The web UI can change the host after init; None means each user's own `host` (checked in on_start).
+    if environment.host is not None and not host_is_loopback(environment.host):
         log.error(_refusal(environment.host))
         if environment.runner is not None:
             environment.runner.quit()
@@ -126,6 +127,9 @@ class FlywheelUser(HttpUser):
         if not host_is_loopback(self.host):
             log.error(_refusal(self.host))
             raise StopUser()
+        # Nothing may leave loopback: no HTTP(S)_PROXY from the environment, no following redirects.
+        self.client.trust_env = False
+        self.client.max_redirects = 0
         self.user_headers = {"Authorization": f"Bearer {os.environ['FLYWHEEL_USER_KEY']}"}
         reviewer = os.environ.get("FLYWHEEL_REVIEWER_KEY")
         self.reviewer_headers = {"Authorization": f"Bearer {reviewer}"} if reviewer else None
@@ -208,7 +212,7 @@ class FlywheelUser(HttpUser):
             "completion_id": completion_id,
             "choice_index": 0,
             "rating": "up" if up else "down",
-            "reasons": random.sample(UP_REASONS if up else DOWN_REASONS, k=random.randint(0, 2)),
+            "reasons": [] if up else random.sample(DOWN_REASONS, k=random.randint(1, 2)),
         }
         with self.client.post(
             "/v1/feedback", json=body, headers=self.user_headers, name="feedback", catch_response=True

@@ -2,8 +2,8 @@
 
     python load_tests/summarize.py build/load/flywheel [--max-error-rate 0.01]
 
-Reads PREFIX_stats.csv (PREFIX_failures.csv for the commonest errors, PREFIX_ttft.csv for streams). Exit status 1 when the
-overall error rate exceeds --max-error-rate (when given) or when no request was made at all.
+Reads PREFIX_stats.csv (PREFIX_failures.csv for the commonest errors, PREFIX_ttft.csv for streams).
+Exit status 1 when the overall error rate exceeds --max-error-rate (when given) or when no request was made at all.
 """
 
 import argparse
@@ -58,7 +58,10 @@ def ttft(prefix: str) -> dict | None:
 
 
 def render(rows: list[dict]) -> str:
-    header = f"{'type':<6} {'name':<28} {'reqs':>7} {'fails':>6} {'err%':>6} {'p50ms':>7} {'p95ms':>7} {'p99ms':>7} {'rps':>6}"
+    header = (
+        f"{'type':<6} {'name':<28} {'reqs':>7} {'fails':>6} {'err%':>6} "
+        f"{'p50ms':>7} {'p95ms':>7} {'p99ms':>7} {'rps':>6}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         name = "TOTAL" if r["name"] == "Aggregated" else r["name"]

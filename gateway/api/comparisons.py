@@ -10,8 +10,10 @@ router = APIRouter(tags=["feedback"])
 @router.post("/v1/comparisons", response_model=ComparisonOut, response_model_exclude_none=True)
 async def create_comparison(req: ComparisonRequest, caller: CallerDep, session: SessionDep, request: Request):
     state = request.app.state
-    started = getattr(request.state, "started", None)
-    return await comparisons.create_comparison(session, state.chat, state.policies, caller, req, started)
+    return await comparisons.create_comparison(
+        session, state.chat, state.policies, caller, req,
+        started=getattr(request.state, "started", None), challenger_share=state.settings.canary_ab_share,
+    )  # fmt: skip
 
 
 @router.post("/v1/comparisons/{comparison_id}/vote", response_model=VoteOut)
@@ -19,6 +21,6 @@ async def vote(comparison_id: str, req: VoteRequest, caller: CallerDep, session:
     return await comparisons.vote(session, caller, comparison_id, req)
 
 
-@router.get("/v1/comparisons/{comparison_id}", response_model=ComparisonOut)
+@router.get("/v1/comparisons/{comparison_id}", response_model=ComparisonOut, response_model_exclude_none=True)
 async def get_comparison(comparison_id: str, caller: CallerDep, session: SessionDep) -> ComparisonOut:
     return await comparisons.get_comparison(session, caller, comparison_id)

@@ -55,4 +55,5 @@ class ComparisonOut(BaseModel):
     object: Literal["comparison"] = "comparison"
     created_at: UtcDatetime
     candidates: list[Candidate]
+    revealed: bool = False  # true once the caller voted: candidates then name their policy_version
     vote: VoteOut | None = None

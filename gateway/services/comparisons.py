@@ -26,14 +26,18 @@ def new_comparison_id() -> str:
     return f"cmp-{uuid.uuid4().hex}"
 
 
-def pick_pair(policies: PolicyManager, rng: random.Random = _rng) -> tuple[LivePolicy, LivePolicy]:
-    """(a, b) in random order: the champion against another live version (challenger/canary) when there is
-    one, else against itself (two samples still teach the learner which answer was better)."""
+def pick_pair(
+    policies: PolicyManager, challenger_share: float = 1.0, rng: random.Random = _rng
+) -> tuple[LivePolicy, LivePolicy]:
+    """(a, b) in random order. With probability `challenger_share`, and when another version (a canary)
+    is live, the champion against it; otherwise two samples of the champion (they still teach the
+    learner which answer was better, though not which version is)."""
     champion = policies.champion
     if champion is None:
         raise ApiError(503, "no champion policy is ready yet", code="policy_not_ready", headers={"Retry-After": "2"})
     others = [p for p in policies.live() if p.version_id != champion.version_id]
-    pair = [champion, rng.choice(others) if others else champion]
+    opponent = rng.choice(others) if others and rng.random() < challenger_share else champion
+    pair = [champion, opponent]
     rng.shuffle(pair)
     return pair[0], pair[1]
 
@@ -45,10 +49,10 @@ def _content(body: dict) -> str:
 
 async def create_comparison(
     session: AsyncSession, chat: ChatService, policies: PolicyManager, caller: Caller, req: ComparisonRequest,
-    started: float | None = None,
+    *, started: float | None = None, challenger_share: float = 1.0,
 ) -> ComparisonOut:  # fmt: skip
     started = started or time.perf_counter()
-    policy_a, policy_b = pick_pair(policies)
+    policy_a, policy_b = pick_pair(policies, challenger_share)
     results = await asyncio.gather(
         chat.complete(caller, req, started, policy=policy_a),
         chat.complete(caller, req, started, policy=policy_b),
@@ -110,4 +114,4 @@ async def get_comparison(session: AsyncSession, caller: Caller, comparison_id: s
         if stored_vote
         else None
     )
-    return ComparisonOut(id=view.id, created_at=view.created_at, candidates=candidates, vote=vote_out)
+    return ComparisonOut(id=view.id, created_at=view.created_at, candidates=candidates, revealed=reveal, vote=vote_out)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.base import utcnow
@@ -68,6 +69,26 @@ class FeedbackWrite:
         return {"rating": self.rating, "reasons": self.reasons, "comment": self.comment, "correction": self.correction}
 
 
+def _feedback_upsert(insert):
+    table = Feedback.__table__
+    stmt = insert(table)
+    # ON CONFLICT ignores Column.onupdate, so updated_at is set explicitly (the learner's window reads it).
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.api_key_id, table.c.completion_id, table.c.choice_index],
+        set_={name: stmt.excluded[name] for name in ("rating", "reasons", "comment", "correction", "updated_at")},
+    )
+    return stmt.returning(
+        table.c.id, table.c.api_key_id, table.c.completion_id, table.c.choice_index, table.c.created_at,
+        table.c.updated_at,
+    )  # fmt: skip
+
+
+# Built once per dialect and run with a list of parameter sets (executemany): one cached compilation,
+# whatever the batch size; SQLAlchemy sends it as multi-row INSERT .. RETURNING ("insertmanyvalues").
+_FEEDBACK_UPSERT = {"sqlite": _feedback_upsert(sqlite.insert), "postgresql": _feedback_upsert(postgresql.insert)}
+_EVENT_INSERT = FeedbackEvent.__table__.insert()
+
+
 async def upsert_feedback_many(
     session: AsyncSession, writes: Sequence[FeedbackWrite], now: datetime | None = None
 ) -> list[StoredJudgement]:
@@ -78,26 +99,20 @@ async def upsert_feedback_many(
     if not writes:
         return []
     now = now or utcnow()
-    insert = dialect_insert(session)
-    stmt = insert(Feedback).values(
+    conn = await session.connection()
+    stmt = _FEEDBACK_UPSERT.get(conn.dialect.name)
+    if stmt is None:
+        raise NotImplementedError(f"feedback upserts need INSERT .. ON CONFLICT, not available for {conn.dialect.name}")
+    rows = await conn.execute(
+        stmt,
         [{"api_key_id": w.api_key_id, "completion_id": w.completion_id, "choice_index": w.choice_index,
-          "created_at": now, "updated_at": now, **w.content()} for w in writes]
+          "created_at": now, "updated_at": now, **w.content()} for w in writes],
     )  # fmt: skip
-    excluded = stmt.excluded  # built anew on every access
-    # ON CONFLICT ignores Column.onupdate, so updated_at is set explicitly (the learner's window reads it).
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[Feedback.api_key_id, Feedback.completion_id, Feedback.choice_index],
-        set_={name: excluded[name] for name in ("rating", "reasons", "comment", "correction", "updated_at")},
-    ).returning(
-        Feedback.id, Feedback.api_key_id, Feedback.completion_id, Feedback.choice_index,
-        Feedback.created_at, Feedback.updated_at,
-    )  # fmt: skip
-    by_key = {(r.api_key_id, r.completion_id, r.choice_index): r for r in await session.execute(stmt)}
+    by_key = {(r.api_key_id, r.completion_id, r.choice_index): r for r in rows}
     stored = [StoredJudgement(by_key[w.key].id, by_key[w.key].created_at, by_key[w.key].updated_at) for w in writes]
-    await session.execute(
-        FeedbackEvent.__table__.insert().values(
-            [{"feedback_id": s.id, "created_at": now, **w.content()} for s, w in zip(stored, writes, strict=True)]
-        )
+    await conn.execute(
+        _EVENT_INSERT,
+        [{"feedback_id": s.id, "created_at": now, **w.content()} for s, w in zip(stored, writes, strict=True)],
     )
     return stored
 
