@@ -14,12 +14,12 @@ import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.errors import ApiError
 from gateway.services.auth import Caller
-from gateway.services.judgements import may_judge, write_lock
+from gateway.services.judgements import completion_not_found, may_judge, write_lock
 from store.queries.feedback import (
     CompletionFacts,
     FeedbackWrite,
@@ -67,7 +67,7 @@ class FeedbackWriter:
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
             outcomes = await self._transaction(batch)
-        except (IntegrityError, OperationalError) as exc:
+        except DBAPIError as exc:  # integrity, lock timeout, lost connection: replay, then answer per post
             if len(batch) > 1:
                 for pending in batch:  # replay alone: the failure belongs to one post, not to all
                     await self._commit([pending])
@@ -83,8 +83,11 @@ class FeedbackWriter:
                 return (await self._transaction([pending]))[0]
             except IntegrityError:
                 return ApiError(409, "a concurrent write conflicted with this feedback; retry", code="conflict")
+            except DBAPIError as again:
+                exc = again
         log.error("feedback write failed: %s", exc)
-        return ApiError(503, "the database is busy; retry shortly", code="database_busy", headers={"Retry-After": "1"})
+        return ApiError(503, "the database is busy or unreachable; retry shortly", code="database_unavailable",
+                        headers={"Retry-After": "1"})  # fmt: skip
 
     async def _transaction(self, batch: list[_Pending]) -> list[StoredJudgement | Exception]:
         async with self._sessionmaker() as session:
@@ -114,9 +117,7 @@ class FeedbackWriter:
 def _check(pending: _Pending, facts: CompletionFacts | None) -> ApiError | None:
     write = pending.write
     if facts is None or not may_judge(pending.caller, facts.api_key_id):
-        # The same answer for "no such completion" and "someone else's": no existence leak.
-        return ApiError(404, f"completion {write.completion_id!r} not found", code="completion_not_found",
-                        param="completion_id")  # fmt: skip
+        return completion_not_found(write.completion_id)
     if write.choice_index >= facts.n_choices:
         return ApiError(
             400,

@@ -35,11 +35,16 @@ def may_judge(caller: Caller, owner_key_id: int) -> bool:
     return caller.key_id == owner_key_id or caller.has_role(Role.REVIEWER)
 
 
+def completion_not_found(completion_id: str) -> ApiError:
+    # One answer for "no such completion" and "someone else's": no existence leak.
+    return ApiError(404, f"completion {completion_id!r} not found", code="completion_not_found", param="completion_id")
+
+
 async def judgeable_completion(session: AsyncSession, caller: Caller, completion_id: str) -> CompletionFacts:
-    """The completion, or the same 404 whether it does not exist or belongs to someone else (no existence leak)."""
+    """The completion, or the same 404 whether it does not exist or belongs to someone else."""
     facts = await completion_facts(session, completion_id)
     if facts is None or not may_judge(caller, facts.api_key_id):
-        raise ApiError(404, f"completion {completion_id!r} not found", code="completion_not_found", param="completion_id")
+        raise completion_not_found(completion_id)
     return facts
 
 

@@ -117,3 +117,32 @@ async def test_concurrent_duplicate_posts_make_one_record_even_across_gateway_pr
         last_event = await session.scalar(select(FeedbackEvent).order_by(FeedbackEvent.id.desc()).limit(1))
     # The row holds whichever post committed last, which is the newest history entry.
     assert (stored.rating, stored.comment) == (last_event.rating, last_event.comment)
+
+
+async def test_a_failing_post_in_a_shared_batch_fails_alone(sessionmaker):
+    """Group commit: a batch whose transaction fails is replayed post by post."""
+    from gateway.services.auth import Caller
+    from gateway.services.feedback_writer import FeedbackWriter
+    from store.enums import Role
+    from store.queries.feedback import CompletionFacts, FeedbackWrite
+    from tests.gateway.feedback_app import FeedbackApi, StubChat
+
+    helper = FeedbackApi(None, None, sessionmaker, StubChat(sessionmaker), champion=None)  # type: ignore[arg-type]
+    helper.champion = await helper.add_policy("champion")
+    await helper.add_key("user")
+    good = await helper.add_completion(n=1)
+    caller = Caller(helper.key_ids["user"], "user", Role.USER, None, None)
+    writer = FeedbackWriter(sessionmaker)
+    # A stale cache entry for a completion that is gone: its insert violates the foreign key.
+    writer._facts["chatcmpl-gone"] = CompletionFacts("chatcmpl-gone", caller.key_id, helper.champion.version_id, 1)
+    results = await asyncio.gather(
+        writer.write(caller, FeedbackWrite(caller.key_id, good, 0, "up", [])),
+        writer.write(caller, FeedbackWrite(caller.key_id, "chatcmpl-gone", 0, "up", [])),
+        writer.write(caller, FeedbackWrite(caller.key_id, good, 0, "down", [])),
+        return_exceptions=True,
+    )
+    assert results[0].id == results[2].id
+    assert getattr(results[1], "status", None) == 404  # re-checked without the cache: not found
+    async with sessionmaker() as session:
+        assert (await session.scalar(select(Feedback))).rating == "down"
+        assert await session.scalar(select(func.count()).select_from(FeedbackEvent)) == 2
