@@ -20,7 +20,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +199,9 @@ async def _train_and_register(sessionmaker, settings: LearnerSettings, run_id: i
         champion = await policies_q.champion(session)
         policy = champion_source(champion, settings)
         since = await learner_q.last_trained_watermark(session)
-        until = utcnow()
+        # A little behind now: a gateway stamps rows just before it commits them, so a row stamped a
+        # moment ago may still be in flight; it must land in this window or the next, never fall between.
+        until = utcnow() - timedelta(seconds=settings.watermark_lag_s)
         snapshot = await snapshot_fn(session, since, until)
         until = snapshot.watermark_until or until
         counts = {"preference": len(snapshot.preference), "unpaired": len(snapshot.unpaired),

@@ -15,6 +15,7 @@ class LearnerSettings(BaseSettings):
     # Scheduling
     interval: int = Field(3600, description="seconds between scheduled cycles")
     poll_interval: int = Field(30, description="seconds between cheap checks for new feedback")
+    watermark_lag_s: float = Field(5.0, ge=0, description="snapshot up to now minus this, so rows still committing are not skipped")
     min_new_feedback: int = Field(50, description="new feedback items that trigger a cycle before the interval")
     min_train_examples: int = Field(4, description="fewer usable examples than this: the cycle is skipped")
     lease_ttl: int = Field(900, description="seconds a learner lease lasts without renewal")

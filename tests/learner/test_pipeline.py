@@ -90,7 +90,7 @@ async def db(tmp_path, tiny_model_dir):
 def settings(tmp_path, **overrides) -> LearnerSettings:
     values = dict(batch_size=2, max_steps=2, rm_max_steps=2, max_length=64, max_new_tokens=8, ppo_episodes=4,
                   min_train_examples=4, gate_eval_prompts=2, gate_max_new_tokens=8, artifacts_dir=tmp_path / "artifacts",
-                  use_cpu=True, bf16=False,
+                  use_cpu=True, bf16=False, watermark_lag_s=0,
                   # Random tiny models: the tests choose the verdict; the gates themselves are tested elsewhere.
                   gate_rm_accuracy_min=0.0, gate_kl_max=1e9, gate_length_ratio_max=1e9, gate_reward_margin=-1e9)
     return LearnerSettings(_env_file=None, **{**values, **overrides})
