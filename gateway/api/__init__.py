@@ -4,16 +4,7 @@ from fastapi import APIRouter
 
 
 def all_routers() -> list[APIRouter]:
-    from gateway.api import chat, health, models
+    from gateway.api import admin, chat, comparisons, feedback, health, models, rankings, review
 
-    routers = [health.router, models.router, chat.router]
-    # Feedback, comparisons, rankings, review and admin routers register here as they land.
-    for name in ("feedback", "comparisons", "rankings", "review", "admin"):
-        try:
-            module = __import__(f"gateway.api.{name}", fromlist=["router"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"gateway.api.{name}":
-                raise
-            continue
-        routers.append(module.router)
-    return routers
+    return [health.router, models.router, chat.router, feedback.router, comparisons.router,
+            rankings.router, review.router, admin.router]  # fmt: skip
