@@ -42,5 +42,9 @@ test: install
 bench: install demo-model
 	$(PY) -m benchmarks.run_all
 
+# e.g. make closed-loop ARGS="--cycles 4 --seed 1"   (ARGS="--tiny" for the tiny random model)
+closed-loop: install demo-model
+	$(PY) -m benchmarks.closed_loop $(ARGS)
+
 clean:
 	rm -rf $(VENV) build .pytest_cache

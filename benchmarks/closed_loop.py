@@ -268,7 +268,9 @@ def summarize(cycles: list[dict], *, ceiling: float, hackable: bool, length_budg
     rm_accuracy = pooled_rm_accuracy(cycles)
     vs_ceiling = rm_accuracy / ceiling if rm_accuracy is not None and ceiling > 0 else None
     first_hit = next((c["cycle"] for c in cycles if (c.get("win_rate") or 0) >= win_goal), None)
-    gate_kls = [c["gate_kl"] for c in cycles if c.get("gate_kl") is not None]
+    # KL of each promoted step vs the champion it replaced (a rough stand-in when KL to the initial model
+    # could not be measured directly; KL does not add up exactly along a chain).
+    gate_kls = [c["gate_kl"] for c in cycles if c.get("decision") == "promoted" and c.get("gate_kl") is not None]
     summary: dict[str, Any] = {
         "benchmark": "closed_loop",
         "cycles": len(cycles),
@@ -278,7 +280,7 @@ def summarize(cycles: list[dict], *, ceiling: float, hackable: bool, length_budg
         "noise_ceiling": ceiling,
         "rm_accuracy_vs_ceiling": vs_ceiling,
         "kl": kl_to_initial if kl_to_initial is not None else (sum(gate_kls) if gate_kls else 0.0),
-        "kl_source": "measured_final_vs_initial" if kl_to_initial is not None else "sum_of_gate_kls",
+        "kl_source": "measured_final_vs_initial" if kl_to_initial is not None else "sum_of_promoted_gate_kls",
         "mean_length_ratio": last.get("length_ratio"),
         "promoted": [c["candidate"] for c in cycles if c.get("decision") == "promoted"],
         "rolled_back": [c["candidate"] for c in cycles if c.get("decision") == "rolled_back"],
@@ -563,7 +565,7 @@ class Sim:
         versions = sorted({b["policy_version"] for b in bodies})
         return {"texts": texts, "scores": [self.oracle.score(t) for t in texts],
                 "words": [word_count(t) for t in texts], "chars": [len(t) for t in texts],
-                "tokens": [b.get("usage", {}).get("completion_tokens") for b in bodies], "served_by": versions}  # fmt: skip
+                "tokens": [(b.get("usage") or {}).get("completion_tokens") or 0 for b in bodies], "served_by": versions}  # fmt: skip
 
 
 def run_learner(cfg: SimConfig, db_url: str, workdir: Path, cycle: int, timeout_s: float, log) -> dict:
@@ -754,10 +756,12 @@ def run(cfg: SimConfig) -> dict:
 
         base = sim.measure()
         sim.seen_scores.extend(base["scores"])
-        base_words = statistics.fmean(base["words"]) or 1.0
+        base_tokens = statistics.fmean(base["tokens"]) or 1.0
         report["initial"] = {"served_by": base["served_by"], "oracle_mean": statistics.fmean(base["scores"]),
-                             "mean_words": base_words, "samples": base["texts"][:4]}  # fmt: skip
-        log(f"initial {base['served_by']}: oracle {report['initial']['oracle_mean']:.2f}, words {base_words:.1f}")
+                             "mean_words": statistics.fmean(base["words"]), "mean_tokens": base_tokens,
+                             "samples": base["texts"][:4]}  # fmt: skip
+        log(f"initial {base['served_by']}: oracle {report['initial']['oracle_mean']:.2f}, "
+            f"words {report['initial']['mean_words']:.1f}, tokens {base_tokens:.1f}")
         last_cycle_s = 0.0
         for cycle in range(1, cfg.cycles + 1):
             remaining = deadline - time.monotonic()
@@ -771,6 +775,8 @@ def run(cfg: SimConfig) -> dict:
             sim.collect(cfg.interactions)
             collected = {k: v - counts_before.get(k, 0) for k, v in sim.counts.items() if v - counts_before.get(k, 0)}
             log(f"  feedback: {collected}")
+            # The learner snapshots up to now - LEARNER_WATERMARK_LAG_S (rows still committing); let ours age past it.
+            time.sleep(float(cfg.learner.get("LEARNER_WATERMARK_LAG_S", "5")) + 1.0)
             outcome = run_learner(cfg, db_url, workdir, cycle, deadline - time.monotonic() - 30, log)
             record: dict[str, Any] = {"cycle": cycle, "feedback": collected, "learner": outcome, "candidate": None}
             vid = outcome["policy_version_id"]
@@ -800,12 +806,12 @@ def run(cfg: SimConfig) -> dict:
             # Measure once no canary is live, so the alias is the champion alone.
             wait_for(lambda: sim.admin_get("/v1/admin/rollout").get("canary") is None, 30)
             measured = sim.measure()
-            words = statistics.fmean(measured["words"])
+            words, tokens = statistics.fmean(measured["words"]), statistics.fmean(measured["tokens"])
             champion = sim.admin_get("/v1/admin/rollout")["champion"]
             record.update(
                 champion=champion, served_by=measured["served_by"], oracle_mean=statistics.fmean(measured["scores"]),
-                win_rate=win_rate(measured["scores"], base["scores"]), mean_words=words,
-                length_ratio=words / base_words, samples=measured["texts"][:3],
+                win_rate=win_rate(measured["scores"], base["scores"]), mean_words=words, mean_tokens=tokens,
+                length_ratio=tokens / base_tokens, samples=measured["texts"][:3],
                 seconds=time.monotonic() - cycle_started,
             )  # fmt: skip
             kls = [c["gate_kl"] for c in [*cycles, record] if c.get("decision") == "promoted" and c.get("gate_kl") is not None]
@@ -813,7 +819,7 @@ def run(cfg: SimConfig) -> dict:
             cycles.append(record)
             last_cycle_s = record["seconds"]
             log(f"  cycle {cycle}: {record['decision']}; champion {champion}; oracle {record['oracle_mean']:.2f}; "
-                f"win-rate {record['win_rate']:.2f}; words {words:.1f} (x{record['length_ratio']:.2f}); "
+                f"win-rate {record['win_rate']:.2f}; words {words:.1f}, tokens x{record['length_ratio']:.2f}; "
                 f"RM acc {record.get('rm_accuracy')}; gate KL {record.get('gate_kl')}; {record['seconds']:.0f}s")
         policies = sim.policies()
         champion_item = next((p for p in policies.values() if p["status"] == "champion"), None)

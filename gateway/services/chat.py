@@ -17,8 +17,9 @@ from gateway.policy import LivePolicy, PolicyManager, Slot
 from gateway.protocol import ChatCompletionRequest
 from gateway.services.auth import Caller
 from gateway.services.background import BackgroundWrites
+from gateway.services.completion_writer import CompletionWriter
 from store.enums import CompletionStatus
-from store.queries.completions import ChoiceRecord, CompletionRecord, add_completion
+from store.queries.completions import ChoiceRecord, CompletionRecord
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ class ChatService:
         background: BackgroundWrites,
         retry_after_s: int = 2,
     ):
-        self._sessionmaker, self._client, self._policies = sessionmaker, client, policies
+        self._client, self._policies = client, policies
         self._metrics, self._background, self._retry_after = metrics, background, retry_after_s
+        self._writer = CompletionWriter(sessionmaker)
 
     def _upstream_payload(self, req: ChatCompletionRequest, policy: LivePolicy) -> dict:
         payload = req.model_dump(exclude_none=True, exclude={"user"})
@@ -76,8 +78,7 @@ class ChatService:
         )
 
     async def _save(self, record: CompletionRecord, policy: LivePolicy) -> None:
-        async with self._sessionmaker() as session, session.begin():
-            add_completion(session, record)
+        await self._writer.submit(record)
         self._metrics.completions.labels(str(record.status), policy.name).inc()
         if record.prompt_tokens:
             self._metrics.tokens.labels("prompt").inc(record.prompt_tokens)

@@ -1,17 +1,8 @@
-"""Group commit for feedback: posts that arrive together share one transaction.
-
-Each POST waits on a future that resolves only after its transaction committed (2xx after commit).
-Nothing waits to fill a batch: a post that arrives when the writer is idle goes alone at once; posts
-that arrive while a transaction is in flight are taken together by the next one. On SQLite (one
-writer at a time) this turns N small transactions with N lock hand-overs into one; on PostgreSQL it
-saves round trips. A failed batch is replayed one post per transaction, so one bad post fails alone.
-
-The drain task runs only while posts are queued, so there is nothing to start or stop with the app.
+"""Group commit for feedback (see gateway.services.group_commit): each POST answers 2xx only after
+its transaction committed; completions are checked in bulk, with what a check needs cached.
 """
 
-import asyncio
-import logging
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -19,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.errors import ApiError
 from gateway.services.auth import Caller
+from gateway.services.group_commit import GroupCommit
 from gateway.services.judgements import completion_not_found, may_judge, write_lock
 from store.queries.feedback import (
     CompletionFacts,
@@ -28,7 +20,6 @@ from store.queries.feedback import (
     upsert_feedback_many,
 )
 
-log = logging.getLogger(__name__)
 MAX_BATCH = 128
 FACTS_CACHE_SIZE = 20_000
 
@@ -37,46 +28,19 @@ FACTS_CACHE_SIZE = 20_000
 class _Pending:
     caller: Caller
     write: FeedbackWrite
-    future: asyncio.Future
 
 
-class FeedbackWriter:
+class FeedbackWriter(GroupCommit[_Pending, StoredJudgement]):
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], max_batch: int = MAX_BATCH):
-        self._sessionmaker, self._max_batch = sessionmaker, max_batch
-        self._queue: deque[_Pending] = deque()
-        self._task: asyncio.Task | None = None
+        super().__init__(max_batch)
+        self._sessionmaker = sessionmaker
         # Completions never change once stored, so what a check needs about one can be remembered.
         self._facts: OrderedDict[str, CompletionFacts] = OrderedDict()
 
     async def write(self, caller: Caller, write: FeedbackWrite) -> StoredJudgement:
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(caller, write, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        return await future
+        return await self.submit(_Pending(caller, write))
 
-    async def _drain(self) -> None:
-        while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-            try:
-                await self._commit(batch)
-            except Exception as exc:  # never leave a request waiting forever
-                log.exception("feedback batch failed unexpectedly")
-                _settle(batch, exc)
-
-    async def _commit(self, batch: list[_Pending]) -> None:
-        try:
-            outcomes = await self._transaction(batch)
-        except DBAPIError as exc:  # integrity, lock timeout, lost connection: replay, then answer per post
-            if len(batch) > 1:
-                for pending in batch:  # replay alone: the failure belongs to one post, not to all
-                    await self._commit([pending])
-                return
-            outcomes = [await self._retry_alone(batch[0], exc)]
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            _settle([pending], outcome)
-
-    async def _retry_alone(self, pending: _Pending, exc: Exception) -> StoredJudgement | Exception:
+    async def _failed_alone(self, pending: _Pending, exc: DBAPIError) -> StoredJudgement | Exception:
         self._facts.pop(pending.write.completion_id, None)  # e.g. the completion was deleted meanwhile
         if isinstance(exc, IntegrityError):
             try:
@@ -85,9 +49,7 @@ class FeedbackWriter:
                 return ApiError(409, "a concurrent write conflicted with this feedback; retry", code="conflict")
             except DBAPIError as again:
                 exc = again
-        log.error("feedback write failed: %s", exc)
-        return ApiError(503, "the database is busy or unreachable; retry shortly", code="database_unavailable",
-                        headers={"Retry-After": "1"})  # fmt: skip
+        return await super()._failed_alone(pending, exc)
 
     async def _transaction(self, batch: list[_Pending]) -> list[StoredJudgement | Exception]:
         async with self._sessionmaker() as session:
@@ -141,12 +103,3 @@ def _distinct_key_rounds(writes: list[FeedbackWrite], positions: list[int]) -> l
         rounds[level].append(position)
     return rounds
 
-
-def _settle(batch: list[_Pending], outcome) -> None:
-    for pending in batch:
-        if pending.future.done():  # the client went away; its write still stands
-            continue
-        if isinstance(outcome, BaseException):
-            pending.future.set_exception(outcome)
-        else:
-            pending.future.set_result(outcome)

@@ -1,5 +1,6 @@
 from dataclasses import dataclass, field
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.enums import CompletionStatus
@@ -58,3 +59,27 @@ def add_completion(session: AsyncSession, record: CompletionRecord) -> Completio
 
 async def get_completion(session: AsyncSession, completion_id: str) -> Completion | None:
     return await session.get(Completion, completion_id)
+
+
+async def insert_completions(session: AsyncSession, records: list[CompletionRecord]) -> None:
+    """Many completions and their choices in two bulk INSERTs (the gateway's group commit)."""
+    await session.execute(
+        insert(Completion),
+        [
+            {
+                "id": r.id, "api_key_id": r.api_key_id, "policy_version_id": r.policy_version_id,
+                "end_user": r.end_user, "messages": r.messages, "params": r.params, "stream": r.stream,
+                "status": CompletionStatus(r.status).value, "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens, "latency_ms": r.latency_ms,
+            }  # fmt: skip
+            for r in records
+        ],
+    )
+    choices = [
+        {"completion_id": r.id, "index": c.index, "text": c.text, "finish_reason": c.finish_reason,
+         "completion_tokens": c.completion_tokens}  # fmt: skip
+        for r in records
+        for c in r.choices
+    ]
+    if choices:
+        await session.execute(insert(CompletionChoice), choices)

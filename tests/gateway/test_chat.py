@@ -195,3 +195,22 @@ def test_health_ready_and_metrics(gateway, client):
     ):
         assert name in text
     assert 'route="/v1/chat/completions"' in text
+
+
+def test_unhealthy_replicas_are_skipped(vllm_server, tmp_path):
+    """Two replicas configured, one of them dead: every request goes to the live one."""
+    from store.migrate import upgrade
+    from tests.conftest import free_port
+    from tests.gateway_process import GatewayProcess
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'flywheel.db'}"
+    upgrade(db_url)
+    dead = f"http://127.0.0.1:{free_port()}"
+    gateway = GatewayProcess.start(db_url, ["--vllm-url", dead, "--vllm-url", vllm_server], tmp_path)
+    try:
+        key = gateway.create_key("user")
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+        for _ in range(4):
+            assert client.chat.completions.create(model="policy", messages=MESSAGES, max_tokens=2).choices
+    finally:
+        gateway.stop()
