@@ -11,7 +11,7 @@ comma := ,
 DEMO_MODEL ?= models/smollm2-135m-instruct
 PYTEST_ARGS ?=
 
-.PHONY: install run test demo-model migrate bench closed-loop clean
+.PHONY: install browser run test demo-model migrate bench closed-loop clean
 
 install: $(STAMP)
 
@@ -36,7 +36,15 @@ migrate: install
 run: install demo-model migrate
 	MODEL_PATH=$(DEMO_MODEL) $(PY) scripts/run_all.py
 
-test: install
+# Debian's chromium for the Playwright page test (tests/gateway/test_review_page.py skips without it).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif ! command -v apt-get >/dev/null; then echo "browser: no apt-get; skipping chromium (the browser test will skip)"; \
+	elif [ "$$(id -u)" != 0 ]; then echo "browser: not root; skipping chromium (run: sudo apt-get install -y chromium)"; \
+	else (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+		|| echo "browser: apt-get install chromium failed; the browser test will skip"; fi
+
+test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install demo-model

@@ -8,6 +8,7 @@
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -105,27 +106,37 @@ def decide(results: list[str], canary_thumbs, champion_thumbs, policy: RolloutPo
     return Decision(None, f"undecided: 95% CI [{low:.2f}, {high:.2f}] contains 0.5", evidence)
 
 
-async def gather_and_decide(
-    sessionmaker: async_sessionmaker[AsyncSession], canary_id: int, champion_id: int, policy: RolloutPolicy
-) -> Decision:
+async def gather_evidence(sessionmaker: async_sessionmaker[AsyncSession], canary_id: int, champion_id: int):
     async with sessionmaker() as session:
         canary = await session.get(PolicyVersion, canary_id)
         since = canary.updated_at if canary else None  # thumbs on what it served as canary
         results = await head_to_head(session, canary_id, champion_id)
-        canary_thumbs = await thumbs(session, canary_id)
-        champion_thumbs = await thumbs(session, champion_id, since)
-    return decide(results, canary_thumbs, champion_thumbs, policy)
+        return results, await thumbs(session, canary_id), await thumbs(session, champion_id, since)
+
+
+async def gather_and_decide(
+    sessionmaker: async_sessionmaker[AsyncSession], canary_id: int, champion_id: int, policy: RolloutPolicy
+) -> Decision:
+    evidence = await gather_evidence(sessionmaker, canary_id, champion_id)
+    # The bootstrap refits Bradley-Terry many times: keep it off the event loop.
+    return await asyncio.to_thread(decide, *evidence, policy)
 
 
 async def judge_canaries(manager: PolicyManager, sessionmaker, policy: RolloutPolicy, interval_s: float) -> None:
     """Background loop: decide on the live canary whenever the evidence is conclusive."""
+    last_seen = None
     while True:
         await asyncio.sleep(interval_s)
         canary, champion = manager.canary, manager.champion
         if canary is None or champion is None:
             continue
         try:
-            decision = await gather_and_decide(sessionmaker, canary.version_id, champion.version_id, policy)
+            evidence = await gather_evidence(sessionmaker, canary.version_id, champion.version_id)
+            key = (canary.version_id, champion.version_id, Counter(evidence[0]), evidence[1], evidence[2])
+            if key == last_seen:
+                continue  # nothing new since the last look
+            last_seen = key
+            decision = await asyncio.to_thread(decide, *evidence, policy)
             if decision.action is None:
                 continue
             evidence = asdict(decision.evidence)

@@ -153,3 +153,36 @@ def test_restart_mid_canary_keeps_champion_and_challenger(gateway, admin, db_url
         assert probe(restarted, key, model="lora-v2")[0] == "lora-v2"
     finally:
         restarted.stop()
+
+
+def test_votes_decide_automatically(swap_vllm, tmp_path, tiny_model_dir):
+    """Users' A/B votes through the public API promote a canary that wins, with the evidence recorded."""
+    db = f"sqlite+aiosqlite:///{tmp_path / 'auto.db'}"
+    upgrade(db)
+    env = {**GATEWAY_ENV, "FLYWHEEL_AUTO_DECIDE": "true", "FLYWHEEL_CANARY_MIN_VOTES": "8",
+           "FLYWHEEL_ROLLOUT_INTERVAL_S": "0.5", "FLYWHEEL_CANARY_AB_SHARE": "1.0"}  # fmt: skip
+    gateway = GatewayProcess.start(db, ["--vllm-url", swap_vllm], tmp_path, env=env)
+    try:
+        admin = {"Authorization": f"Bearer {gateway.create_key('admin')}"}
+        voter = {"Authorization": f"Bearer {gateway.create_key('user')}"}
+        path, sha = make_lora(tiny_model_dir, tmp_path / "lora-auto", seed=4)
+        version_id = register(db, name="lora-auto", kind="lora", artifact_path=str(path), sha256=sha)
+        wait_status(gateway, admin, version_id, "canary")
+        for _ in range(10):
+            comparison = httpx.post(
+                f"{gateway.url}/v1/comparisons", headers=voter, timeout=60,
+                json={"messages": [{"role": "user", "content": "Which is better?"}], "max_tokens": 6},
+            ).json()  # fmt: skip
+            vote_url = f"{gateway.url}/v1/comparisons/{comparison['id']}/vote"
+            httpx.post(vote_url, headers=voter, json={"winner": "a"}).raise_for_status()
+            revealed = httpx.get(f"{gateway.url}/v1/comparisons/{comparison['id']}", headers=voter).json()
+            labels = {c["label"]: c["policy_version"] for c in revealed["candidates"]}
+            canary_label = next(label for label, name in labels.items() if name == "lora-auto")
+            # Votes are changeable: this voter prefers whatever the canary wrote.
+            httpx.post(vote_url, headers=voter, json={"winner": canary_label}).raise_for_status()
+        promoted = wait_status(gateway, admin, version_id, "champion", timeout_s=60)
+        decision = promoted["events"][-1]
+        assert decision["action"] == "promote" and decision["actor"] == "auto"
+        assert decision["evidence"]["wins"] >= 8 and decision["evidence"]["low"] > 0.5
+    finally:
+        gateway.stop()
