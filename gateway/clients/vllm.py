@@ -152,7 +152,7 @@ class VLLMClient:
         try:
             if not response.is_success:
                 raise UpstreamError(response.status_code, _body(await response.aread()))
-            yield response.aiter_lines()
+            yield _sse_lines(response.aiter_bytes())
         finally:
             replica.inflight -= 1
             self.inflight_by_model[payload["model"]] -= 1
@@ -189,6 +189,19 @@ class VLLMClient:
             raise UpstreamUnavailable(f"{replica} unreachable") from exc
         if not response.is_success:
             raise UpstreamError(response.status_code, _body(response.content))
+
+
+async def _sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Lines of an SSE stream, split on "\n" only. (httpx's aiter_lines splits like str.splitlines, also
+    on U+0085 and U+2028, which JSON strings may hold raw: a model emitting one would cut an event in two.)"""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r").decode()
+    if buffer:
+        yield buffer.rstrip(b"\r").decode()
 
 
 def _body(content: bytes) -> dict | str:

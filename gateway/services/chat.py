@@ -170,7 +170,12 @@ class ChatService:
                     status = CompletionStatus.COMPLETE
                     yield b"data: [DONE]\n\n"
                     break
-                chunk = json.loads(data)
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    log.warning("unparseable event from upstream for %s: %.200s", record.id, data)
+                    chunk = {"error": {"message": "the model server sent an unreadable event", "type": "upstream_error"}}
+                    data = json.dumps(chunk)
                 if "error" in chunk:
                     status = CompletionStatus.UPSTREAM_ERROR
                     yield f"data: {data}\n\n".encode()
