@@ -342,8 +342,8 @@ class SimConfig:
 def learner_env(tiny: bool, hackable: bool) -> dict[str, str]:
     """Small enough for CPU: a SmolLM2 LoRA step of 4 x ~100 tokens takes seconds on 2 cores."""
     if tiny:
-        env = {"LEARNER_MAX_STEPS": "30", "LEARNER_RM_MAX_STEPS": "30", "LEARNER_BATCH_SIZE": "8",
-               "LEARNER_LEARNING_RATE": "5e-3", "LEARNER_RM_LEARNING_RATE": "2e-3", "LEARNER_MAX_LENGTH": "96",
+        env = {"LEARNER_MAX_STEPS": "60", "LEARNER_RM_MAX_STEPS": "30", "LEARNER_BATCH_SIZE": "8",
+               "LEARNER_LEARNING_RATE": "2e-2", "LEARNER_RM_LEARNING_RATE": "2e-3", "LEARNER_MAX_LENGTH": "96",
                "LEARNER_GATE_EVAL_PROMPTS": "8", "LEARNER_GATE_MAX_NEW_TOKENS": "16", "LEARNER_BETA": "0.1"}  # fmt: skip
     else:
         env = {"LEARNER_MAX_STEPS": "16", "LEARNER_RM_MAX_STEPS": "16", "LEARNER_BATCH_SIZE": "4",

@@ -147,7 +147,10 @@ class PolicyManager:
         base_path = self._model_path or next((r.base_model_id for r in self._client.healthy()), None)
         if base_path is None:
             raise RuntimeError("cannot register the base policy: no model path and no healthy vLLM replica")
-        sha = await asyncio.to_thread(directory_sha256, base_path) if Path(base_path).is_dir() else None
+        is_local = Path(base_path).is_dir()
+        if is_local:
+            base_path = str(Path(base_path).resolve())  # the learner and vLLM may run from other directories
+        sha = await asyncio.to_thread(directory_sha256, base_path) if is_local else None
         async with self._sessionmaker() as session, session.begin():
             base = await _find_base(session, str(base_path), sha)
             if base is None:

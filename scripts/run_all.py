@@ -33,13 +33,25 @@ async def _dev_admin_key() -> str:
     return secret
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Explicit handlers: SIGINT may arrive ignored from a non-interactive parent, and SIGTERM means stop too.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     model = os.environ.get("MODEL_PATH", "models/smollm2-135m-instruct")
     host, port = os.environ.get("FLYWHEEL_HOST", "127.0.0.1"), os.environ.get("FLYWHEEL_PORT", "8000")
     key = asyncio.run(_dev_admin_key())
+    # Own sessions: the terminal's Ctrl-C reaches only this launcher, which then stops each child exactly
+    # once (a second SIGINT would make uvicorn skip its graceful shutdown, and with it stopping vLLM).
     children = [
-        subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--model", model, "--host", host, "--port", port]),
-        subprocess.Popen([sys.executable, "-m", "learner", "run"]),
+        subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--model", model, "--host", host, "--port", port],
+            start_new_session=True,
+        ),
+        subprocess.Popen([sys.executable, "-m", "learner", "run"], start_new_session=True),
     ]
     url = f"http://{host}:{port}"
     print(
@@ -64,8 +76,9 @@ def main() -> int:
     for child in children:
         try:
             child.wait(timeout=max(1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
             child.kill()
+    print("Flywheel stopped.", flush=True)
     return 0
 
 

@@ -3,9 +3,27 @@ champion."""
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 from learner.train.base import TrainData, TrainJob, TrainResult, Trainer, common_args
 from learner.train.loading import load_reward_model
 from learner.train.policy_run import run_policy_trainer
+
+
+@contextmanager
+def accelerate_mixed_precision(value: str):
+    """TRL 1.12's PPOTrainer makes its own `Accelerator()` without `mixed_precision`, so `args.bf16` is ignored and PPO
+    runs in fp32 on a GPU. accelerate falls back to this variable (what `accelerate launch --mixed_precision` sets)."""
+    old = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    os.environ["ACCELERATE_MIXED_PRECISION"] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
+        else:
+            os.environ["ACCELERATE_MIXED_PRECISION"] = old
 
 
 class PPOAlgorithm(Trainer):
@@ -42,16 +60,17 @@ class PPOAlgorithm(Trainer):
                 return {"input_ids": ids[-s.max_length:]}
 
             dataset = Dataset.from_list(job.data.prompts).map(tokenize, remove_columns=["prompt"])
-            return PPOTrainer(
-                args=args,
-                processing_class=tokenizer,
-                model=model,
-                ref_model=ref_model,
-                reward_model=load_reward_model(job.reward_model_dir),
-                value_model=load_reward_model(job.reward_model_dir),  # the critic starts from the RM
-                train_dataset=dataset,
-                eval_dataset=dataset.select(range(min(len(dataset), s.batch_size))),
-            )
+            with accelerate_mixed_precision("bf16" if args.bf16 else "no"):
+                return PPOTrainer(
+                    args=args,
+                    processing_class=tokenizer,
+                    model=model,
+                    ref_model=ref_model,
+                    reward_model=load_reward_model(job.reward_model_dir),
+                    value_model=load_reward_model(job.reward_model_dir),  # the critic starts from the RM
+                    train_dataset=dataset,
+                    eval_dataset=dataset.select(range(min(len(dataset), s.batch_size))),
+                )
 
         return run_policy_trainer(job, build, algorithm="ppo", loss_key="loss/policy_avg", needs_ref=True,
                                   padding_side="left")
