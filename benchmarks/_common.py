@@ -11,8 +11,8 @@ import httpx
 
 from learner.demo_model import ensure_demo_model
 from store.migrate import upgrade
-from tests.conftest import TINY_MODEL_DIR, free_port
-from tests.gateway_process import GatewayProcess
+from tests.conftest import TINY_MODEL_DIR
+from tests.gateway_process import GatewayProcess, running_vllm
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -22,17 +22,10 @@ def percentile(values: list[float], q: float) -> float:
 
 @contextmanager
 def vllm_server(model_dir: Path | None = None):
-    from gateway.vllm_process import LocalVLLM, vllm_command, wait_for_http
-
     model_dir = model_dir or ensure_demo_model(TINY_MODEL_DIR, tiny=True)
     workdir = Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
-    server = LocalVLLM(vllm_command(str(model_dir), free_port()), workdir / "vllm.log")
-    server.start()
-    try:
-        wait_for_http(server.url, 600, server)
-        yield server.url, str(model_dir)
-    finally:
-        server.stop()
+    with running_vllm(model_dir, workdir / "vllm.log") as url:
+        yield url, str(model_dir)
 
 
 @contextmanager

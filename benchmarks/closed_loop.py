@@ -673,10 +673,12 @@ def canary_phase(sim: Sim, version_id: int, deadline: float, log) -> dict:
     cfg = sim.cfg
     status = wait_for(lambda: sim.policies()[version_id]["status"] in ("canary", "champion", "retired", "rejected")
                       and sim.policies()[version_id]["status"], 120)  # fmt: skip
+    item = sim.policies()[version_id]
+    status = status or item["status"]
     out: dict[str, Any] = {"status_at_start": status, "votes": 0}
     if status != "canary":
-        out.update(decision="rejected" if status == "rejected" else status, by="gateway",
-                   reason=sim.policies()[version_id].get("status_reason"))  # fmt: skip
+        decision = {"rejected": "rejected", "champion": "promoted", "retired": "rolled_back"}.get(status, "not_canaried")
+        out.update(decision=decision, by="gateway", reason=item.get("status_reason"))
         return out
     batch = max(4, cfg.concurrency)
     while out["votes"] < cfg.canary_votes and time.monotonic() < deadline:

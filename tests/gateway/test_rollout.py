@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from store.migrate import upgrade
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import GatewayProcess, running_vllm
 from tests.policy_factory import make_full, make_lora
 from tests.rollout_tools import Load, check_attribution, policy_list, probe, register, wait_status
 
@@ -18,16 +18,8 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def swap_vllm(tiny_model_dir, tmp_path_factory):
     """A vLLM of this module's own: weight swaps here must not leak into other tests' server."""
-    from gateway.vllm_process import LocalVLLM, vllm_command, wait_for_http
-    from tests.conftest import free_port
-
-    server = LocalVLLM(vllm_command(str(tiny_model_dir), free_port()), tmp_path_factory.mktemp("swap") / "vllm.log")
-    server.start()
-    try:
-        wait_for_http(server.url, 600, server)
-        yield server.url
-    finally:
-        server.stop()
+    with running_vllm(tiny_model_dir, tmp_path_factory.mktemp("swap") / "vllm.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
