@@ -10,8 +10,8 @@ DB and artifacts dir. Everything is stopped at the end and the whole run is boun
 
 The users share a hidden preference, an ORACLE reward on the answer text:
 - default (SmolLM2): concise answers, oracle = -|words - target| (target 10 words);
-- --tiny: the random model cannot write words, so the oracle counts the letter "e" (a frequent piece of its
-  vocabulary that a LoRA can make more likely);
+- --tiny: the random model cannot write words; the oracle counts ASCII letters (word-like pieces beat
+  newlines, spaces and stray bytes), which a LoRA can make more likely;
 - --hackable: a reward-hackable oracle that longer answers fool (oracle = words), to show that the length
   gate (LEARNER_GATE_LENGTH_RATIO_MAX) keeps the hack from being served.
 Users are honest (label noise: the verdict flips with probability --noise), adversarial (inverted) or lazy
@@ -98,9 +98,8 @@ class Oracle:
     """The hidden preference. `score` is the reward; `tie_margin`/`bad_at_or_below` shape the A/B verdicts;
     `improve` is an oracle-better edit of an answer (a user's correction), or None."""
 
-    kind: str  # "concise" | "letter" | "length"
+    kind: str  # "concise" | "letters" | "length"
     target: int = 10
-    letter: str = "e"
     tie_margin: float = 2.0
     bad_at_or_below: float = -50.0
 
@@ -109,8 +108,8 @@ class Oracle:
         return cls("concise", target=target, tie_margin=2.0, bad_at_or_below=-5.0 * target)
 
     @classmethod
-    def letter_count(cls, letter: str = "e") -> Oracle:
-        return cls("letter", letter=letter, tie_margin=0.0, bad_at_or_below=0.0)
+    def letters(cls) -> Oracle:
+        return cls("letters", tie_margin=1.0, bad_at_or_below=0.0)
 
     @classmethod
     def length(cls) -> Oracle:
@@ -119,15 +118,15 @@ class Oracle:
     def describe(self) -> str:
         return {
             "concise": f"-|words - {self.target}| (concise answers)",
-            "letter": f"count of the letter {self.letter!r} (tiny model)",
+            "letters": "count of ASCII letters (tiny model: word-like text over newlines and stray bytes)",
             "length": "words (reward-hackable: longer answers fool it)",
         }[self.kind]
 
     def score(self, text: str) -> float:
         if self.kind == "concise":
             return -abs(word_count(text) - self.target)
-        if self.kind == "letter":
-            return float(text.lower().count(self.letter))
+        if self.kind == "letters":
+            return float(sum(ch.isascii() and ch.isalpha() for ch in text))
         if self.kind == "length":
             return float(word_count(text))
         raise ValueError(self.kind)
@@ -138,8 +137,8 @@ class Oracle:
             if len(words) <= self.target + self.tie_margin:
                 return None
             return " ".join(words[: self.target]).rstrip(",;:") + "."
-        if self.kind == "letter":
-            return (text.strip() + " " + " ".join(["the"] * 3)).strip()
+        if self.kind == "letters":
+            return (text.strip() + " thanks").strip()
         if self.kind == "length":
             return (text.strip() + " " + text.strip()).strip() if text.strip() else None
         raise ValueError(self.kind)
@@ -332,7 +331,7 @@ class SimConfig:
     def oracle(self) -> Oracle:
         if self.hackable:
             return Oracle.length()
-        return Oracle.letter_count() if self.tiny else Oracle.concise()
+        return Oracle.letters() if self.tiny else Oracle.concise()
 
     @property
     def system_prompt(self) -> str | None:

@@ -50,14 +50,14 @@ def test_concise_correction_is_oracle_better():
     assert oracle.improve("short answer.") is None  # nothing to cut
 
 
-@pytest.mark.parametrize("oracle", [Oracle.letter_count(), Oracle.length()])
+@pytest.mark.parametrize("oracle", [Oracle.letters(), Oracle.length()])
 def test_other_oracles_corrections_are_better(oracle):
     text = "a quick fox"
     assert oracle.score(oracle.improve(text)) > oracle.score(text)
 
 
 def test_letter_and_length_oracles():
-    assert Oracle.letter_count().score("Eee bee") == 5
+    assert Oracle.letters().score("Eee bee\n\n 12 \x05") == 6
     assert Oracle.length().score("one two three") == 3
     assert Oracle.length().score("one two three four five six") > Oracle.length().score("one")
 
@@ -66,7 +66,7 @@ def test_reasons_are_in_the_gateway_vocabulary():
     from gateway.settings import Settings
 
     vocabulary = Settings(_env_file=None).feedback_reasons
-    for oracle in (Oracle.concise(), Oracle.letter_count(), Oracle.length()):
+    for oracle in (Oracle.concise(), Oracle.letters(), Oracle.length()):
         for text in ("", "short", " ".join(["w"] * 50)):
             assert set(oracle.reasons(text)) <= set(vocabulary)
 

@@ -214,3 +214,29 @@ def test_unhealthy_replicas_are_skipped(vllm_server, tmp_path):
             assert client.chat.completions.create(model="policy", messages=MESSAGES, max_tokens=2).choices
     finally:
         gateway.stop()
+
+
+@pytest.mark.postgres
+def test_chat_is_stored_on_postgres(vllm_server, tmp_path):
+    """The same gateway on PostgreSQL: chat (plain and streamed) lands in the real database."""
+    from store.migrate import upgrade
+    from tests.conftest import _drop_postgres_database, _new_postgres_database, _postgres_available
+    from tests.gateway_process import GatewayProcess
+
+    if reason := _postgres_available():
+        pytest.skip(reason)
+    name, db_url = _new_postgres_database()
+    try:
+        upgrade(db_url)
+        gateway = GatewayProcess.start(db_url, ["--vllm-url", vllm_server], tmp_path)
+        try:
+            client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.create_key("user"), max_retries=0)
+            plain = client.chat.completions.create(model="policy", messages=MESSAGES, max_tokens=4)
+            streamed = list(client.chat.completions.create(model="policy", messages=MESSAGES, max_tokens=4, stream=True))
+            for completion_id in (plain.id, streamed[0].id):
+                completion, choices, version = stored(gateway, completion_id)
+                assert completion.status == "complete" and choices and version.status == "champion"
+        finally:
+            gateway.stop()
+    finally:
+        _drop_postgres_database(name)
