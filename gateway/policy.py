@@ -15,6 +15,7 @@ or the canary for its share of traffic), and carries out promotions and rollback
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -285,6 +286,7 @@ class PolicyManager:
     async def _switch_champion(self, live: LivePolicy, action: str, reason: str, actor: str, evidence: dict | None) -> None:
         """Commit the registry change, then move the alias (full weights: behind the drained gate)."""
         old = self.champion
+        evidence = dict(evidence or {})
 
         async def commit() -> None:
             async with self._sessionmaker() as session, session.begin():
@@ -300,7 +302,8 @@ class PolicyManager:
             await commit()
             self.champion = live  # atomic for every request resolved from now on
         else:
-            await self._swap_weights(weights, live, before_open=commit)
+            # The swap's timings go into the promotion's evidence (committed before the gate opens).
+            await self._swap_weights(weights, live, before_open=commit, timings=evidence.setdefault("swap_ms", {}))
         self.previous = old if old != live else self.previous
         log.info("%s: champion %s -> %s (%s)", action, old.name if old else None, live.name, reason)
 
@@ -356,11 +359,16 @@ class PolicyManager:
             return self._base.name if self._base else None
         return self._weights.get(replica.url)
 
-    async def _swap_weights(self, weights: LivePolicy, champion: LivePolicy, before_open=None) -> None:
+    async def _swap_weights(self, weights: LivePolicy, champion: LivePolicy, before_open=None,
+                            timings: dict | None = None) -> None:  # fmt: skip
         """Close the gate, let requests in flight finish, reload, then open on the new champion."""
+        timings = {} if timings is None else timings
+        started = time.perf_counter()
         self._open.clear()
         try:
             await asyncio.wait_for(self._idle.wait(), self.rollout.drain_timeout_s)
+            timings["drain"] = (time.perf_counter() - started) * 1000
+            reload_started = time.perf_counter()
             for replica in self._client.healthy():
                 if self._weights_of(replica) != weights.name:
                     await self._client.pause(replica, "wait")
@@ -373,11 +381,13 @@ class PolicyManager:
                     log.info("replica %s now holds the weights of %s", replica, weights.name)
                 self._weights[replica.url] = weights.name
                 self._weights_generation[replica.url] = replica.generation
+            timings["pause_reload_reset_resume"] = (time.perf_counter() - reload_started) * 1000
             if before_open is not None:
                 await before_open()
             self.champion = champion
         finally:
             self._open.set()
+            timings["gate_closed"] = (time.perf_counter() - started) * 1000
 
     async def _verify(self, live: LivePolicy) -> None:
         if live.version_id in self._verified:

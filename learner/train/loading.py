@@ -78,9 +78,13 @@ def load_reward_model(source: PolicySource | Path):
     )
     if source.is_adapter:
         # Adapter keys name the decoder layers the same way under a causal-LM and a classifier head.
-        from peft import PeftModel
+        from peft import PeftConfig, PeftModel
 
-        model = PeftModel.from_pretrained(model, source.path).merge_and_unload()
+        # The adapter was saved for CAUSAL_LM; that task's wrapper needs generation methods a classifier lacks,
+        # so load its LoRA weights with no task wrapper, then merge.
+        config = PeftConfig.from_pretrained(source.path)
+        config.task_type = None
+        model = PeftModel.from_pretrained(model, source.path, config=config).merge_and_unload()
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     return model

@@ -239,3 +239,25 @@ def test_closed_loop_tiny_one_cycle(tmp_path):
     except ImportError:
         return
     assert (out / "report.png").is_file()
+
+
+# ---- regression: found by the closed loop (cycle 2 failed on every run once a LoRA was champion) ---------
+
+
+def test_reward_model_starts_from_a_lora_champion_saved_for_causal_lm(tiny_model_dir, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from learner.train.base import PolicySource
+    from learner.train.loading import load_policy, load_reward_model
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "lora")  # what the learner publishes for a LoRA policy
+    champion = PolicySource("lora", tmp_path / "lora", tiny_model_dir)
+    rm = load_reward_model(champion)
+    policy = load_policy(champion)
+    assert rm.config.num_labels == 1
+    assert torch.allclose(rm.model.layers[0].self_attn.q_proj.weight, policy.model.layers[0].self_attn.q_proj.weight)
