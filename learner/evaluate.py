@@ -25,7 +25,8 @@ class Gates:
     rm_accuracy_min: float = 0.55
     require_reward_model: bool = False
     kl_max: float = 5.0  # mean sequence KL(candidate || champion), nats
-    length_ratio_max: float = 1.5  # candidate mean response tokens / champion's
+    length_ratio_max: float = 1.5  # candidate mean response tokens / champion's, and / the initial model's
+    kl_total_max: float = 10.0  # KL accumulated over the lineage since the initial model, nats
     reward_margin: float = 0.0  # candidate mean reward must be > champion's + margin
     min_nonempty_fraction: float = 0.5
     max_new_tokens: int = 48
@@ -33,7 +34,7 @@ class Gates:
     @classmethod
     def from_settings(cls, s: LearnerSettings) -> Gates:
         return cls(s.gate_rm_accuracy_min, s.gate_require_reward_model, s.gate_kl_max, s.gate_length_ratio_max,
-                   s.gate_reward_margin, s.gate_min_nonempty_fraction, s.gate_max_new_tokens)
+                   s.gate_kl_total_max, s.gate_reward_margin, s.gate_min_nonempty_fraction, s.gate_max_new_tokens)
 
 
 @dataclass
@@ -185,6 +186,14 @@ def judge(metrics: dict[str, Any], gates: Gates, *, rm_accuracy: float | None,
         reasons.append(f"mean response length x{metrics['length_ratio']:.2f} "
                        f"({metrics['length_champion']:.1f} -> {metrics['length_candidate']:.1f} tokens) "
                        f"> budget x{gates.length_ratio_max}")
+    # Drift since the initial model: each step may pass its own budget while the lineage creeps (a reward hack
+    # that lengthens answers x1.35 per cycle). Ratios multiply and KLs add along the lineage (an estimate).
+    if metrics.get("length_ratio_vs_initial", 0) > gates.length_ratio_max:
+        reasons.append(f"mean response length x{metrics['length_ratio_vs_initial']:.2f} since the initial model "
+                       f"> budget x{gates.length_ratio_max}")
+    if metrics.get("kl_accumulated", 0) > gates.kl_total_max:
+        reasons.append(f"KL accumulated since the initial model {metrics['kl_accumulated']:.3f} nats "
+                       f"> budget {gates.kl_total_max}")
     if "reward_delta" in metrics and not metrics["reward_delta"] > gates.reward_margin:
         reasons.append(f"mean reward {metrics['reward_candidate']:.4f} does not beat the champion's "
                        f"{metrics['reward_champion']:.4f} by > {gates.reward_margin}")
@@ -193,11 +202,22 @@ def judge(metrics: dict[str, Any], gates: Gates, *, rm_accuracy: float | None,
     return not reasons, reasons
 
 
+def with_lineage(metrics: dict[str, Any], champion_metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """Carry drift along the lineage: the champion's own drift since the initial model times/plus this step."""
+    champion_metrics = champion_metrics or {}
+    if "length_ratio" in metrics:
+        metrics["length_ratio_vs_initial"] = metrics["length_ratio"] * champion_metrics.get("length_ratio_vs_initial", 1.0)
+    if "kl_seq" in metrics:
+        metrics["kl_accumulated"] = metrics["kl_seq"] + champion_metrics.get("kl_accumulated", 0.0)
+    return metrics
+
+
 def evaluate(candidate: PolicySource, reference: PolicySource, prompts: list[list[dict]], *,
              reward_model_dir: Path | None, rm_accuracy: float | None, losses: list[float], gates: Gates,
-             seed: int = 0) -> tuple[bool, list[str], dict[str, Any]]:
+             seed: int = 0, champion_metrics: dict[str, Any] | None = None) -> tuple[bool, list[str], dict[str, Any]]:
     """All gates: (passed, reasons, metrics). Metrics include the thresholds used."""
     metrics = measure(candidate, reference, prompts, reward_model_dir=reward_model_dir, gates=gates, seed=seed)
+    with_lineage(metrics, champion_metrics)
     passed, reasons = judge(metrics, gates, rm_accuracy=rm_accuracy, losses=losses)
     metrics["gates"] = asdict(gates)
     metrics["passed"] = passed

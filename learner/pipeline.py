@@ -244,7 +244,7 @@ async def _train_and_register(sessionmaker, settings: LearnerSettings, run_id: i
     passed, reasons, gate_metrics = await asyncio.to_thread(
         evaluate, candidate, policy, held_out, reward_model_dir=rm_dir,
         rm_accuracy=rm_metrics.get("rm_heldout_accuracy"), losses=result.losses, gates=Gates.from_settings(settings),
-        seed=settings.seed)
+        seed=settings.seed, champion_metrics=champion.metrics if champion else None)
     timings["gates_s"] = time.perf_counter() - started
     gate_metrics["eval_prompts_source"] = held_out_source
     metrics = json_safe({**gate_metrics, "reward_model": rm_metrics, "train": result.metrics, "timings": timings,

@@ -54,7 +54,8 @@ class LearnerSettings(BaseSettings):
     gate_rm_accuracy_min: float = 0.55
     gate_require_reward_model: bool = False
     gate_kl_max: float = Field(5.0, description="mean sequence KL(candidate || champion) in nats")
-    gate_length_ratio_max: float = 1.5
+    gate_length_ratio_max: float = Field(1.5, description="vs the champion, and accumulated since the initial model")
+    gate_kl_total_max: float = Field(10.0, description="KL accumulated along the lineage since the initial model")
     gate_reward_margin: float = Field(0.0, description="candidate mean reward must exceed the champion's by this")
     gate_min_nonempty_fraction: float = 0.5
     gate_eval_prompts: int = 16

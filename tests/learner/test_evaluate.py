@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from learner.evaluate import Gates, evaluate, judge
+from learner.evaluate import Gates, evaluate, judge, with_lineage
 from learner.train import PolicySource
 
 PROMPTS = [[{"role": "user", "content": f"hello {i}"}] for i in range(3)]
@@ -28,6 +28,19 @@ def test_judge_passes_good_numbers_and_names_every_failed_gate():
     text = " | ".join(reasons)
     for word in ("accuracy", "KL", "length", "reward", "smoke", "NaN"):
         assert word in text
+
+
+def test_drift_accumulates_along_the_lineage():
+    """A hack that lengthens answers x1.35 per cycle passes each step's budget, not the lineage's."""
+    first = with_lineage(good_metrics(length_ratio=1.35, kl_seq=2.0), None)
+    assert judge(first, Gates(), rm_accuracy=0.7, losses=[0.1]) == (True, [])
+    second = with_lineage(good_metrics(length_ratio=1.35, kl_seq=2.0), first)
+    assert second["length_ratio_vs_initial"] == pytest.approx(1.35 * 1.35)
+    passed, reasons = judge(second, Gates(), rm_accuracy=0.7, losses=[0.1])
+    assert not passed and "since the initial model" in reasons[0]
+    many = {"length_ratio_vs_initial": 1.0, "kl_accumulated": 9.5}
+    passed, reasons = judge(with_lineage(good_metrics(kl_seq=1.0), many), Gates(), rm_accuracy=0.7, losses=[0.1])
+    assert not passed and "KL accumulated" in reasons[0]
 
 
 def test_judge_without_reward_model_is_configurable():
