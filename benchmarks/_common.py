@@ -43,6 +43,7 @@ def gateway_for(vllm_url: str, env: dict[str, str] | None = None):
 async def run_load(url: str, body: dict, headers: dict, total: int, concurrency: int) -> dict:
     """Send `total` requests with `concurrency` in flight; returns throughput, latencies and failures."""
     latencies: list[float] = []
+    overheads: list[float] = []  # the gateway's own X-Gateway-Overhead-Ms, when present
     failures = 0
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
@@ -58,6 +59,8 @@ async def run_load(url: str, body: dict, headers: dict, total: int, concurrency:
                 try:
                     response = await client.post(url, json=body, headers=headers)
                     ok = response.status_code == 200
+                    if "x-gateway-overhead-ms" in response.headers:
+                        overheads.append(float(response.headers["x-gateway-overhead-ms"]))
                 except httpx.HTTPError:
                     ok = False
                 if ok:
@@ -75,4 +78,6 @@ async def run_load(url: str, body: dict, headers: dict, total: int, concurrency:
         "p50_ms": percentile(latencies, 50) * 1000 if latencies else float("nan"),
         "p99_ms": percentile(latencies, 99) * 1000 if latencies else float("nan"),
         "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
+        "overhead_header_p50_ms": percentile(overheads, 50) if overheads else None,
+        "overhead_header_p99_ms": percentile(overheads, 99) if overheads else None,
     }
