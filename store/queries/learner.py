@@ -3,11 +3,11 @@
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.base import utcnow
 from store.models import LearnerLease, TrainingRun, TrainingRunStatus
+from store.queries.upsert import dialect_insert
 
 DEFAULT_LEASE = "learner"
 FINISHED = (TrainingRunStatus.SUCCEEDED, TrainingRunStatus.FAILED, TrainingRunStatus.REJECTED, TrainingRunStatus.SKIPPED)
@@ -21,15 +21,6 @@ def _aware(value: datetime | None) -> datetime | None:
 # --- lease -------------------------------------------------------------------------------------
 
 
-def _upsert(session: AsyncSession):
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"learner lease needs INSERT .. ON CONFLICT, not available for {dialect}")
-
-
 async def acquire_lease(
     session: AsyncSession, holder: str, ttl_s: float, name: str = DEFAULT_LEASE, now: datetime | None = None
 ) -> bool:
@@ -39,7 +30,7 @@ async def acquire_lease(
     so two processes racing for an expired lease cannot both win, on SQLite and on PostgreSQL alike.
     """
     now = now or utcnow()
-    insert = _upsert(session)
+    insert = dialect_insert(session)
     stmt = insert(LearnerLease).values(name=name, holder=holder, acquired_at=now, expires_at=now + timedelta(seconds=ttl_s))
     stmt = stmt.on_conflict_do_update(
         index_elements=[LearnerLease.name],
