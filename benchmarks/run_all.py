@@ -21,7 +21,7 @@ BENCHMARKS = [
         ("full_vs_bare_ratio", "<= 1.5", lambda v: v <= 1.5),
     ]),
     ("benchmarks.learner_overhead", ["--model", "models/smollm2-135m-instruct"], [("ratio", "<= 1.1", lambda v: v <= 1.1)]),
-    ("benchmarks.closed_loop", ["--cycles", "3", "--max-minutes", "40"], [
+    ("benchmarks.closed_loop", ["--cycles", "2", "--max-minutes", "30"], [
         ("final_win_rate", ">= 0.7", lambda v: v >= 0.7),
         ("rm_accuracy_vs_ceiling", ">= 0.9", lambda v: v >= 0.9),
     ]),
