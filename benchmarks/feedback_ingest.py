@@ -27,7 +27,7 @@ from gateway.schemas.feedback import FeedbackRequest
 from store.engine import create_engine, create_sessionmaker
 from store.enums import PolicyKind, PolicyStatus
 from store.migrate import upgrade
-from store.queries.completions import ChoiceRecord, CompletionRecord, add_completion
+from store.queries.completions import ChoiceRecord, CompletionRecord, insert_completions
 from store.queries.keys import create_key
 from store.queries.policies import register
 from tests.conftest import free_port
@@ -54,12 +54,14 @@ async def _seed(db_url: str, n_completions: int, n_choices: int) -> tuple[str, l
                 status=PolicyStatus.CHAMPION,
             )  # fmt: skip
             ids = [f"chatcmpl-bench-{i:06d}" for i in range(n_completions)]
-            for cid in ids:
-                add_completion(session, CompletionRecord(
+            await insert_completions(session, [
+                CompletionRecord(
                     id=cid, api_key_id=key.id, policy_version_id=policy.id,
                     messages=[{"role": "user", "content": "hello"}], params={},
                     choices=[ChoiceRecord(i, f"answer {i}") for i in range(n_choices)],
-                ))  # fmt: skip
+                )
+                for cid in ids
+            ])  # fmt: skip
         return secret, ids
     finally:
         await engine.dispose()

@@ -33,34 +33,6 @@ class CompletionRecord:
     choices: list[ChoiceRecord] = field(default_factory=list)
 
 
-def add_completion(session: AsyncSession, record: CompletionRecord) -> Completion:
-    completion = Completion(
-        id=record.id,
-        api_key_id=record.api_key_id,
-        policy_version_id=record.policy_version_id,
-        end_user=record.end_user,
-        messages=record.messages,
-        params=record.params,
-        stream=record.stream,
-        status=CompletionStatus(record.status).value,
-        prompt_tokens=record.prompt_tokens,
-        completion_tokens=record.completion_tokens,
-        latency_ms=record.latency_ms,
-        choices=[
-            CompletionChoice(
-                index=c.index, text=c.text, finish_reason=c.finish_reason, completion_tokens=c.completion_tokens
-            )
-            for c in record.choices
-        ],
-    )
-    session.add(completion)
-    return completion
-
-
-async def get_completion(session: AsyncSession, completion_id: str) -> Completion | None:
-    return await session.get(Completion, completion_id)
-
-
 async def insert_completions(session: AsyncSession, records: list[CompletionRecord]) -> None:
     """Many completions and their choices in two bulk INSERTs (the gateway's group commit)."""
     await session.execute(

@@ -19,7 +19,7 @@ from gateway.services.chat import ChatResult, new_completion_id
 from gateway.settings import Settings
 from store.engine import create_engine, create_sessionmaker
 from store.enums import PolicyKind, PolicyStatus
-from store.queries.completions import ChoiceRecord, CompletionRecord, add_completion
+from store.queries.completions import ChoiceRecord, CompletionRecord, insert_completions
 from store.queries.keys import create_key
 from store.queries.policies import register
 from tests.conftest import free_port
@@ -39,11 +39,11 @@ class StubChat:
         self.calls.append((req, policy))
         cid, text = new_completion_id(), f"answer #{len(self.calls)}"
         async with self._sessionmaker() as session, session.begin():
-            add_completion(session, CompletionRecord(
+            await insert_completions(session, [CompletionRecord(
                 id=cid, api_key_id=caller.key_id, policy_version_id=policy.version_id,
                 messages=[m.model_dump(exclude_none=True) for m in req.messages], params=req.sampling_params(),
                 choices=[ChoiceRecord(0, text, "stop")],
-            ))  # fmt: skip
+            )])  # fmt: skip
         body = {"id": cid, "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
                 "policy_version": policy.name}  # fmt: skip
         return ChatResult(body, policy, 0.0)
@@ -87,11 +87,13 @@ class FeedbackApi:
     async def add_completions(self, count: int, owner: str = "user", n: int = 1, policy: LivePolicy | None = None) -> list[str]:
         ids = [new_completion_id() for _ in range(count)]
         async with self.sessionmaker() as session, session.begin():
-            for cid in ids:
-                add_completion(session, CompletionRecord(
+            await insert_completions(session, [
+                CompletionRecord(
                     id=cid, api_key_id=self.key_ids[owner], policy_version_id=(policy or self.champion).version_id,
                     messages=MESSAGES, params={}, choices=[ChoiceRecord(i, f"choice {i}", "stop") for i in range(n)],
-                ))  # fmt: skip
+                )
+                for cid in ids
+            ])  # fmt: skip
         return ids
 
 

@@ -10,7 +10,7 @@ from store.enums import PolicyKind, PolicyStatus
 from store.migrate import downgrade, upgrade
 from store.models import Comparison, ComparisonVote, Feedback, FeedbackEvent, Ranking
 from store.queries.comparisons import add_comparison, comparison_view, upsert_vote
-from store.queries.completions import ChoiceRecord, CompletionRecord, add_completion
+from store.queries.completions import ChoiceRecord, CompletionRecord, insert_completions
 from store.queries.feedback import FeedbackWrite, completion_facts_many, upsert_feedback, upsert_feedback_many, upsert_ranking
 from store.queries.keys import create_key
 from store.queries.policies import register
@@ -25,11 +25,13 @@ async def _seed(sessionmaker) -> tuple[int, int, list[str]]:
         policy = await register(session, name="p", kind=PolicyKind.BASE, artifact_path="/x", sha256=None,
                                 status=PolicyStatus.CHAMPION)  # fmt: skip
         ids = [f"chatcmpl-{i}" for i in range(3)]
-        for i, cid in enumerate(ids):
-            add_completion(session, CompletionRecord(
+        await insert_completions(session, [
+            CompletionRecord(
                 id=cid, api_key_id=key.id, policy_version_id=policy.id, messages=[{"role": "user", "content": "q"}],
                 params={}, choices=[ChoiceRecord(c, f"text {c}") for c in range(i + 1)],
-            ))  # fmt: skip
+            )
+            for i, cid in enumerate(ids)
+        ])  # fmt: skip
     return key.id, other.id, ids
 
 
