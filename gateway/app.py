@@ -34,6 +34,7 @@ def _local_vllm(settings: Settings) -> LocalVLLM:
         max_model_len=settings.vllm_max_model_len,
         max_lora_rank=settings.vllm_max_lora_rank,
         max_loras=settings.vllm_max_loras,
+        gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
         extra_args=settings.vllm_extra_args,
     )
     return LocalVLLM(command, Path("data/logs") / f"vllm-{settings.vllm_port}.log")

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     vllm_max_model_len: int = 1024
     vllm_max_lora_rank: int = 8
     vllm_max_loras: int = 4
+    vllm_gpu_memory_utilization: float = 0.2  # CPU default (KV cache comes from VLLM_CPU_KVCACHE_SPACE); ~0.9 on a GPU
     vllm_extra_args: str = ""
     vllm_startup_timeout_s: float = 600.0
     vllm_health_interval_s: float = 2.0

@@ -26,6 +26,7 @@ def vllm_command(
     max_model_len: int = 1024,
     max_lora_rank: int = 8,
     max_loras: int = 4,
+    gpu_memory_utilization: float = 0.2,
     extra_args: str = "",
 ) -> list[str]:
     return [
@@ -37,7 +38,7 @@ def vllm_command(
         "--max-model-len", str(max_model_len),
         # vLLM's CPU attention needs a block size that is a multiple of 32; fine on GPU too.
         "--block-size", "32",
-        "--gpu-memory-utilization", os.environ.get("FLYWHEEL_VLLM_GPU_MEMORY_UTILIZATION", "0.2"),
+        "--gpu-memory-utilization", str(gpu_memory_utilization),
         "--enable-lora",
         "--max-lora-rank", str(max_lora_rank),
         "--max-loras", str(max_loras),
